@@ -1,0 +1,68 @@
+"""Constructibility probe: does the model still run when channels are removed?
+
+Slicing tensors and fixing width attributes is not always enough: a ``forward`` may reshape
+to a width computed from an attribute trainonce does not know (``x.reshape(B, N, C)`` with the
+residual width ``C`` after the attention heads). Before any training, every prunable node group
+is tried on a ``meta``-device skeleton (no memory, no compute): one channel removed, forward
+run, output shapes compared. Groups whose removal breaks the forward are frozen, with the error
+as the reason, so that training never targets structure that construction cannot remove.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from trainonce.construct.build import build_compact
+from trainonce.construct.plan import Kept
+from trainonce.graph.capture import tracing_mode
+from trainonce.graph.inputs import output_tensors
+
+if TYPE_CHECKING:
+    from trainonce.groups.search_space import SearchSpace
+    from trainonce.groups.space import NodeGroup
+
+
+def probe_constructibility(space: SearchSpace) -> str | None:
+    """Freeze node groups whose removal breaks the forward; None or why the probe was skipped."""
+    candidates = [g for g in space.node_groups if g.prunable]
+    if not candidates:
+        return None
+    inputs = space.inputs.map(lambda t: t.to("meta"))
+    expected = [tuple(v.shape) for v in space.graph.outputs]
+    baseline = _run(space, {}, inputs)
+    if baseline is not None:
+        return f"constructibility probe skipped: the model does not run on the meta device ({baseline})"
+    if _run(space, _one_channel_each(candidates), inputs, expected) is None:
+        return None
+    for group in candidates:
+        error = _run(space, _one_channel_each([group]), inputs, expected)
+        if error is not None:
+            group.prunable = False
+            group.reason = f"removing channels breaks the forward pass: {error}"
+    return None
+
+
+def _one_channel_each(groups: list[NodeGroup]) -> Kept:
+    kept: Kept = {}
+    for group in groups:
+        mask = torch.ones(group.size, dtype=torch.bool)
+        mask[-1] = False
+        kept[group.atom.id] = mask
+    return kept
+
+
+def _run(space: SearchSpace, kept: Kept, inputs: object, expected: list[tuple[int, ...]] | None = None) -> str | None:
+    try:
+        skeleton = build_compact(space, kept, device="meta")
+        with torch.no_grad(), tracing_mode(skeleton):
+            outputs = output_tensors(inputs.call(skeleton))  # type: ignore[attr-defined]
+    except Exception as error:  # noqa: BLE001 - any failure means "not constructible"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"{type(error).__name__}: {first[:200]}"
+    if expected is not None:
+        shapes = [tuple(t.shape) for t in outputs]
+        if shapes[: len(expected)] != expected:
+            return f"output shapes changed from {expected} to {shapes}"
+    return None

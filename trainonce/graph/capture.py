@@ -1,0 +1,198 @@
+"""Capture: ``torch.export`` (non-strict) of a model into trainonce's typed IR.
+
+The model is traced in eval mode (the structure that will be deployed; BatchNorm uses running
+statistics) and, for HuggingFace models, without a KV cache. Its training flag and config are
+restored afterwards whatever happens. Parameters and buffers are attached to graph values by
+identity through the export graph signature.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.export.graph_signature import InputKind
+
+from trainonce.errors import CaptureError
+from trainonce.graph.inputs import ExampleInputs
+from trainonce.graph.ir import Graph, Node, Value, ValueKind
+
+_KIND_OF_INPUT = {
+    InputKind.PARAMETER: ValueKind.PARAMETER,
+    InputKind.BUFFER: ValueKind.BUFFER,
+    InputKind.CONSTANT_TENSOR: ValueKind.CONSTANT,
+    InputKind.USER_INPUT: ValueKind.INPUT,
+}
+
+
+@contextlib.contextmanager
+def tracing_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and ``use_cache=False`` during tracing; the model is restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    config = getattr(model, "config", None)
+    had_cache = config is not None and hasattr(config, "use_cache")
+    old_cache = getattr(config, "use_cache", None)
+    try:
+        model.eval()
+        if had_cache:
+            config.use_cache = False
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+        if had_cache:
+            config.use_cache = old_cache
+
+
+def export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.ExportedProgram:
+    """``torch.export`` with an error that names the construct that could not be traced."""
+    with tracing_mode(model), torch.no_grad():
+        try:
+            return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
+        except Exception as error:  # noqa: BLE001 - re-raised with context
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            detail = "\n  ".join(lines[:12])
+            raise CaptureError(
+                f"torch.export could not trace {type(model).__name__} "
+                f"({type(error).__name__}):\n  {detail}\n"
+                "trainonce needs a model that torch.export(strict=False) can trace with the "
+                "given example inputs: data-dependent Python control flow, .item()/.tolist() on "
+                "tensors and unsupported Python constructs must be rewritten (see the line "
+                "named above)."
+            ) from error
+
+
+def capture(model: torch.nn.Module, example_inputs: Any) -> tuple[Graph, torch.export.ExportedProgram]:
+    """Trace ``model`` on ``example_inputs`` and return the IR and the exported program."""
+    inputs = ExampleInputs.of(example_inputs)
+    program = export(model, inputs)
+    return _build_graph(model, program), program
+
+
+def _tensor_names(model: torch.nn.Module) -> dict[int, list[str]]:
+    """id(tensor) -> every qualified name under which the model holds it (tied weights)."""
+    names: dict[int, list[str]] = {}
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(tensor), []).append(name)
+    for name, tensor in model.named_buffers(remove_duplicate=False):
+        names.setdefault(id(tensor), []).append(name)
+    return names
+
+
+def _lookup(model: torch.nn.Module, program: torch.export.ExportedProgram, target: str) -> torch.Tensor:
+    if target in program.constants:
+        constant = program.constants[target]
+        return constant if isinstance(constant, torch.Tensor) else torch.empty(0)
+    module_path, _, leaf = target.rpartition(".")
+    owner = model.get_submodule(module_path) if module_path else model
+    return getattr(owner, leaf)
+
+
+def _build_graph(model: torch.nn.Module, program: torch.export.ExportedProgram) -> Graph:
+    names_by_id = _tensor_names(model)
+    specs = {spec.arg.name: spec for spec in program.graph_signature.input_specs if hasattr(spec.arg, "name")}
+    values: list[Value] = []
+    value_of: dict[Any, Any] = {}  # fx node -> Value, or list of Values for multi-output nodes
+    nodes: list[Node] = []
+    user_inputs: list[Value] = []
+
+    def new_value(name: str, meta: torch.Tensor, kind: ValueKind, **extra: Any) -> Value:
+        value = Value(len(values), name, tuple(int(s) for s in meta.shape), meta.dtype, kind, **extra)
+        values.append(value)
+        return value
+
+    for fx_node in program.graph.nodes:
+        meta = fx_node.meta.get("val")
+        if fx_node.op == "placeholder":
+            spec = specs.get(fx_node.name)
+            if spec is None or not isinstance(meta, torch.Tensor):
+                continue
+            kind = _KIND_OF_INPUT.get(spec.kind, ValueKind.CONSTANT)
+            if kind is ValueKind.INPUT:
+                value = new_value(fx_node.name, meta, kind)
+                user_inputs.append(value)
+            else:
+                tensor = _lookup(model, program, spec.target)
+                fqns = tuple(names_by_id.get(id(tensor), [spec.target]))
+                value = new_value(fx_node.name, meta, kind, tensor=tensor, fqns=fqns)
+            value_of[fx_node] = value
+        elif fx_node.op == "call_function":
+            if fx_node.target is operator.getitem:
+                source = value_of.get(fx_node.args[0])
+                if isinstance(source, list):
+                    value_of[fx_node] = source[fx_node.args[1]]
+                continue
+            node = _make_node(fx_node, len(nodes), value_of)
+            outputs = meta if isinstance(meta, (list, tuple)) else [meta]
+            produced: list[Any] = []
+            for i, out in enumerate(outputs):
+                if isinstance(out, torch.Tensor):
+                    value = new_value(f"{fx_node.name}" + (f"[{i}]" if len(outputs) > 1 else ""), out, ValueKind.ACTIVATION, producer=node)
+                    node.outputs.append(value)
+                    produced.append(value)
+                else:
+                    produced.append(None)
+            value_of[fx_node] = produced if isinstance(meta, (list, tuple)) else (produced[0] if produced else None)
+            for value in node.inputs:
+                value.users.append(node)
+            nodes.append(node)
+    output_node = next(n for n in program.graph.nodes if n.op == "output")
+    user_outputs = [
+        spec.arg.name for spec in program.graph_signature.output_specs if spec.kind.name == "USER_OUTPUT" and hasattr(spec.arg, "name")
+    ]
+    fx_outputs = {n.name: n for n in output_node.args[0] if hasattr(n, "name")}
+    outputs = [value_of[fx_outputs[name]] for name in user_outputs if isinstance(value_of.get(fx_outputs.get(name)), Value)]
+    return Graph(nodes, values, user_inputs, outputs, type(model).__name__)
+
+
+def _make_node(fx_node: Any, index: int, value_of: dict[Any, Any]) -> Node:
+    target = fx_node.target
+
+    def convert(arg: Any) -> Any:
+        if isinstance(arg, torch.fx.Node):
+            return value_of.get(arg)
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(convert(a) for a in arg)
+        return arg
+
+    args = _bind(target, [convert(a) for a in fx_node.args], {k: convert(v) for k, v in fx_node.kwargs.items()})
+    inputs: list[Value] = []
+    for arg in args.values():
+        for item in arg if isinstance(arg, (list, tuple)) else [arg]:
+            if isinstance(item, Value) and item not in inputs:
+                inputs.append(item)
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    module, module_type = ("", "")
+    if stack:
+        module, module_type = list(stack.values())[-1]
+        module_type = module_type.rsplit(".", 1)[-1] if isinstance(module_type, str) else getattr(module_type, "__name__", str(module_type))
+    if isinstance(target, torch._ops.OpOverload):
+        op = f"{target.namespace}.{target._opname}.{target._overloadname}"
+        packet = target._opname
+    else:
+        op = getattr(target, "__name__", str(target))
+        packet = op
+    return Node(index, fx_node.name, op, packet, target, args, inputs, [], str(module), module_type)
+
+
+def _bind(target: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Name every argument of an ATen call by its schema (defaults filled in)."""
+    schema = getattr(target, "_schema", None)
+    if schema is None:
+        bound = {f"arg{i}": a for i, a in enumerate(args)}
+        bound.update(kwargs)
+        return bound
+    bound = {}
+    for i, argument in enumerate(schema.arguments):
+        if i < len(args) and not argument.kwarg_only:
+            bound[argument.name] = args[i]
+        elif argument.name in kwargs:
+            bound[argument.name] = kwargs[argument.name]
+        elif argument.has_default_value():
+            bound[argument.name] = argument.default_value
+        else:
+            bound[argument.name] = None
+    return bound

@@ -1,0 +1,169 @@
+"""``SearchSpace``: what ``trainonce.analyze`` returns, and the operations on node groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainonce.errors import ConstructionError, TrainonceError
+from trainonce.graph.capture import capture
+from trainonce.graph.inputs import ExampleInputs
+from trainonce.graph.ir import Graph
+from trainonce.groups.atoms import Layout
+from trainonce.groups.propagate import Propagation, propagate
+from trainonce.groups.space import NodeGroup, build_node_groups
+
+Redundant = dict[int, torch.Tensor]  # node group id -> indices of the channels removed
+
+
+class SearchSpace:
+    """Node groups of a model plus everything needed to zero, score and remove them."""
+
+    def __init__(self, model: nn.Module, inputs: ExampleInputs, graph: Graph, propagation: Propagation,
+                 node_groups: list[NodeGroup], layouts: dict[int, list[Layout]]) -> None:
+        self.model = model
+        self.inputs = inputs
+        self.graph = graph
+        self.propagation = propagation
+        self.node_groups = node_groups
+        self.layouts = layouts
+        self.notes: list[str] = []
+
+    # -- counts -----------------------------------------------------------------------------
+    @property
+    def prunable_groups(self) -> list[NodeGroup]:
+        return [g for g in self.node_groups if g.prunable]
+
+    @property
+    def num_prunable(self) -> int:
+        """N: the number of prunable groups (channels or heads) over all node groups."""
+        return sum(g.size for g in self.prunable_groups)
+
+    def atom_sizes(self) -> dict[int, int]:
+        return {g.atom.id: g.size for g in self.node_groups}
+
+    def head_atoms(self) -> dict[int, list[str]]:
+        """Atoms that are the outer digit of a product (attention heads, GroupNorm groups)."""
+        heads: dict[int, list[str]] = {}
+        for group in self.node_groups:
+            names = []
+            is_head = False
+            for piece in [*group.producers, *group.consumers]:
+                names.extend(piece.value.fqns)
+                layout = self.layouts[piece.value.id][piece.dim]
+                is_head |= any(len(term) > 1 and term[0] is group.atom for term in layout)
+            if is_head:
+                heads[group.atom.id] = names
+        return heads
+
+    # -- weights ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def group_norms(self) -> dict[int, torch.Tensor]:
+        """L2 norm of every group (producer slices) of every prunable node group."""
+        norms = {}
+        for group in self.prunable_groups:
+            squares = torch.zeros(group.size, dtype=torch.float64)
+            for piece in group.producers:
+                tensor = piece.tensor.detach()
+                other = [d for d in range(tensor.ndim) if d != piece.dim]
+                per_position = tensor.double().pow(2).sum(dim=other) if other else tensor.double().pow(2)
+                valid = piece.index >= 0
+                squares.index_add_(0, piece.index[valid], per_position.cpu()[valid])
+            norms[group.id] = squares.sqrt()
+        return norms
+
+    @torch.no_grad()
+    def zero_groups(self, redundant: Redundant) -> None:
+        """Set the producer slices of the given groups to exactly zero, in the model."""
+        by_id = {g.id: g for g in self.node_groups}
+        for group_id, indices in redundant.items():
+            group = by_id[group_id]
+            chosen = torch.zeros(group.size, dtype=torch.bool)
+            chosen[torch.as_tensor(indices, dtype=torch.long)] = True
+            for piece in group.producers:
+                valid = piece.index >= 0
+                positions = torch.nonzero(valid & chosen[piece.index.clamp(min=0)]).squeeze(1)
+                piece.tensor.index_fill_(piece.dim, positions.to(piece.tensor.device), 0.0)
+
+    def zero_random(self, fraction: float, seed: int = 0) -> Redundant:
+        """Zero a random ``fraction`` of the prunable groups (never a whole node group).
+
+        A validation aid: after it, ``construct()`` must reproduce the model exactly.
+        """
+        if not 0.0 <= fraction < 1.0:
+            raise TrainonceError(f"fraction must be in [0, 1), got {fraction}")
+        generator = torch.Generator().manual_seed(seed)
+        owners = torch.cat([torch.full((g.size,), i) for i, g in enumerate(self.prunable_groups)]) if self.prunable_groups else torch.zeros(0, dtype=torch.long)
+        channels = torch.cat([torch.arange(g.size) for g in self.prunable_groups]) if self.prunable_groups else owners
+        target = int(self.num_prunable * fraction)
+        left = {i: g.size for i, g in enumerate(self.prunable_groups)}
+        chosen: dict[int, list[int]] = {}
+        for position in torch.randperm(len(owners), generator=generator).tolist():
+            if target == 0:
+                break
+            owner = int(owners[position])
+            if left[owner] > 1:
+                left[owner] -= 1
+                chosen.setdefault(self.prunable_groups[owner].id, []).append(int(channels[position]))
+                target -= 1
+        redundant = {gid: torch.tensor(sorted(idx)) for gid, idx in chosen.items()}
+        self.zero_groups(redundant)
+        return redundant
+
+    def redundant_from_zeros(self) -> Redundant:
+        """Groups whose producer slices are exactly zero now."""
+        return {gid: torch.nonzero(norm == 0).squeeze(1) for gid, norm in self.group_norms().items() if bool((norm == 0).any())}
+
+    # -- construction -----------------------------------------------------------------------
+    def construct(self, redundant: Redundant | None = None, verify: bool = True) -> nn.Module:
+        """A new compact module without the redundant groups; the model is left untouched.
+
+        ``redundant`` (e.g. from an optimizer's state) must agree with the groups that are
+        exactly zero in the model; by default those zero groups are used.
+        """
+        from trainonce.construct.construct import construct
+
+        return construct(self, redundant, verify)
+
+    # -- reporting --------------------------------------------------------------------------
+    def summary(self, max_rows: int = 60) -> str:
+        from trainonce.groups.summary import summarize
+
+        return summarize(self, max_rows)
+
+    def __repr__(self) -> str:
+        return (f"SearchSpace({self.graph.model_name}: {len(self.node_groups)} node groups, "
+                f"{len(self.prunable_groups)} prunable, N={self.num_prunable})")
+
+
+def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude: tuple[str, ...] = (),
+            head_mode: str = "heads", probe: bool = True) -> SearchSpace:
+    """Trace ``model`` and build its pruning search space.
+
+    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+    ``exclude``: module names whose channels must not be pruned. ``head_mode``: prune whole
+    attention heads (``"heads"``) or the same head-dim coordinates in every head (``"head_dim"``).
+    """
+    if mode != "prune":
+        raise TrainonceError(f"mode={mode!r} is not available yet; use mode='prune'")
+    if head_mode not in ("heads", "head_dim"):
+        raise TrainonceError(f"head_mode must be 'heads' or 'head_dim', got {head_mode!r}")
+    if not isinstance(model, nn.Module):
+        raise TrainonceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    inputs = ExampleInputs.of(example_inputs)
+    graph, _ = capture(model, inputs)
+    propagation = propagate(graph, exclude)
+    groups, layouts = build_node_groups(propagation, head_mode)
+    space = SearchSpace(model, inputs, graph, propagation, groups, layouts)
+    if probe:
+        from trainonce.construct.probe import probe_constructibility
+
+        note = probe_constructibility(space)
+        if note:
+            space.notes.append(note)
+    return space
+
+
+__all__ = ["SearchSpace", "analyze", "Redundant", "ConstructionError"]

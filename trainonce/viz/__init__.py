@@ -1,0 +1,1 @@
+"""trainonce.viz"""
