@@ -20,7 +20,8 @@ class SharedModuleNet(nn.Module):
         self.shared_conv = nn.Conv2d(16, 16, 3, padding=1)
         self.bn = nn.BatchNorm2d(16)
         self.shared_fc = nn.Linear(16, 16)
-        self.head = nn.Linear(16, num_classes)
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU())  # untied, prunable hidden layer
+        self.head = nn.Linear(32, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -29,7 +30,7 @@ class SharedModuleNet(nn.Module):
         x = x.mean((2, 3))
         x = F.relu(self.shared_fc(x))
         x = x + self.shared_fc(x)  # second call of the same Linear
-        return self.head(x)
+        return self.head(self.mlp(x))
 
 
 class TiedEmbeddingLM(nn.Module):

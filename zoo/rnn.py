@@ -12,14 +12,16 @@ from zoo.init import finalize
 class RecurrentClassifier(nn.Module):
     def __init__(self, cell: type[nn.LSTM | nn.GRU], c_in: int = 16, proj: int = 32, hidden: int = 48, num_classes: int = 5) -> None:
         super().__init__()
-        self.proj = nn.Linear(c_in, proj)  # a Linear *before* the RNN (its outputs = RNN inputs)
+        # An MLP before the RNN: its hidden layer is prunable, its output (the RNN input) is not.
+        self.encoder = nn.Sequential(nn.Linear(c_in, 2 * proj), nn.ReLU())
+        self.proj = nn.Linear(2 * proj, proj)
         self.act = nn.ReLU()
         self.rnn = cell(proj, hidden, num_layers=2, batch_first=True)
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self.act(self.proj(x)))
+        out, _ = self.rnn(self.act(self.proj(self.encoder(x))))
         return self.head(self.norm(out[:, -1]))  # last time step
 
 

@@ -54,6 +54,7 @@ def test_registry_interface() -> None:
         assert "reference" in ZOO[name].tags
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes self.rnn._flat_weights")  # benign, nn.LSTM/GRU
 @pytest.mark.parametrize("name", _names())
 def test_forward_and_export(name: str) -> None:
     model, inputs = build(name)

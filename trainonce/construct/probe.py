@@ -19,6 +19,8 @@ from trainonce.construct.plan import Kept
 from trainonce.graph.capture import tracing_mode
 from trainonce.graph.inputs import output_tensors
 
+REAL_PROBE_MAX_PARAMETERS = 50_000_000
+
 if TYPE_CHECKING:
     from trainonce.groups.search_space import SearchSpace
     from trainonce.groups.space import NodeGroup
@@ -29,15 +31,22 @@ def probe_constructibility(space: SearchSpace) -> str | None:
     candidates = [g for g in space.node_groups if g.prunable]
     if not candidates:
         return None
+    device: str | None = "meta"
     inputs = space.inputs.map(lambda t: t.to("meta"))
     expected = [tuple(v.shape) for v in space.graph.outputs]
-    baseline = _run(space, {}, inputs)
+    baseline = _run(space, {}, inputs, device)
     if baseline is not None:
-        return f"constructibility probe skipped: the model does not run on the meta device ({baseline})"
-    if _run(space, _one_channel_each(candidates), inputs, expected) is None:
+        # Some models (e.g. HF attention masks) read tensor values; probe with real tensors
+        # when the model is small enough to copy.
+        on_meta = any(t.is_meta for t in space.model.parameters())
+        size = sum(t.numel() for t in space.model.parameters())
+        if on_meta or size > REAL_PROBE_MAX_PARAMETERS:
+            return f"constructibility probe skipped: the model does not run on the meta device ({baseline})"
+        device, inputs = None, space.inputs
+    if _run(space, _one_channel_each(candidates), inputs, device, expected) is None:
         return None
     for group in candidates:
-        error = _run(space, _one_channel_each([group]), inputs, expected)
+        error = _run(space, _one_channel_each([group]), inputs, device, expected)
         if error is not None:
             group.prunable = False
             group.reason = f"removing channels breaks the forward pass: {error}"
@@ -53,9 +62,10 @@ def _one_channel_each(groups: list[NodeGroup]) -> Kept:
     return kept
 
 
-def _run(space: SearchSpace, kept: Kept, inputs: object, expected: list[tuple[int, ...]] | None = None) -> str | None:
+def _run(space: SearchSpace, kept: Kept, inputs: object, device: str | None,
+         expected: list[tuple[int, ...]] | None = None) -> str | None:
     try:
-        skeleton = build_compact(space, kept, device="meta")
+        skeleton = build_compact(space, kept, device=device)
         with torch.no_grad(), tracing_mode(skeleton):
             outputs = output_tensors(inputs.call(skeleton))  # type: ignore[attr-defined]
     except Exception as error:  # noqa: BLE001 - any failure means "not constructible"

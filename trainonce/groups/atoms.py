@@ -119,14 +119,19 @@ class AtomTable:
         """The normalised layout of one atom (its refinement tree flattened)."""
         return self.normalize(((atom,),))
 
-    def normalize(self, layout: Layout) -> Layout:
-        """Resolve roots and inline refinements; sums must stay outermost in every term."""
+    def normalize(self, layout: Layout, opaque: list[Atom] | None = None) -> Layout:
+        """Resolve roots and inline refinements; sums must stay outermost in every term.
+
+        With ``opaque`` given, a sum in an inner factor (e.g. the rotary-embedding halves of a
+        head dim inside ``heads x head_dim``) is kept as one factor and reported in ``opaque``
+        (the caller freezes it) instead of failing.
+        """
         out: list[Term] = []
         for term in layout:
-            out.extend(self._normalize_term(term))
+            out.extend(self._normalize_term(term, opaque))
         return tuple(out)
 
-    def _normalize_term(self, term: Term) -> list[Term]:
+    def _normalize_term(self, term: Term, opaque: list[Atom] | None = None) -> list[Term]:
         factors: list[Atom] = []
         stack = [self.find(a) for a in reversed(term)]
         while stack:
@@ -138,11 +143,14 @@ class AtomTable:
         for i, a in enumerate(factors):
             if a.kind == "sum":
                 if i != 0:
-                    raise NotRepresentable("a concatenation inside an inner factor")
+                    if opaque is None:
+                        raise NotRepresentable("a concatenation inside an inner factor")
+                    opaque.append(a)
+                    continue
                 rest = tuple(factors[1:])
                 result: list[Term] = []
                 for child in a.children:
-                    result.extend(self._normalize_term((child, *rest)))
+                    result.extend(self._normalize_term((child, *rest), opaque))
                 return result
         kept = tuple(a for a in factors if a.size != 1)
         return [kept if kept else tuple(factors[:1])]

@@ -83,6 +83,9 @@ class Propagation:
     def is_zero(self, value: Value, d: int) -> bool:
         return self.zero[value.id][d % value.ndim]
 
+    def all_frozen(self, layout: Layout) -> bool:
+        return all(leaf.frozen is not None for leaf in self.atoms.leaves(layout))
+
     def param_of(self, value: Any) -> Value | None:
         """The parameter a value is a pure view of (through t/view/permute/casts), if any."""
         if not isinstance(value, Value):

@@ -73,8 +73,8 @@ def build_node_groups(p: Propagation, head_mode: str = "heads") -> tuple[list[No
     consumed = _atom_sets(p, p.consumed)
     produced = _atom_sets(p, p.produced)
     for param_id, both in consumed.items():
-        for atom in both & produced.get(param_id, set()):
-            atoms.freeze(atom, "a parameter both produces and consumes these channels")
+        for atom_id in both & produced.get(param_id, set()):
+            atoms.freeze(atoms.atoms[atom_id], "a parameter both produces and consumes these channels")
     _apply_product_policy(p, tensors, layouts, head_mode)
 
     def producer_atoms(value: Value, d: int) -> list[Atom]:
@@ -128,8 +128,12 @@ def _normalized_tensor_layouts(p: Propagation, tensors: Iterable[Value]) -> dict
 
 
 def _normalize_or_freeze(p: Propagation, value: Value, layout: Layout) -> Layout:
+    opaque: list[Atom] = []
     try:
-        return p.atoms.normalize(layout)
+        normalized = p.atoms.normalize(layout, opaque)
+        for atom in opaque:
+            p.atoms.freeze(atom, f"inner digit of '{value.label}' is cut by a slice (e.g. rotary-embedding halves)")
+        return normalized
     except NotRepresentable:
         leaves = p.atoms.leaves(layout)
         for leaf in leaves:

@@ -46,7 +46,8 @@ def reshape_layouts(p: Propagation, node: Node, x: Value, out_shape: tuple[int, 
                 j += 1
         merged = p.atoms.merge_layouts([p.dim(x, d) for d in block_in])
         parts = p.atoms.split_layout(merged, [out_shape[d] for d in block_out])
-        z = all(p.is_zero(x, d) for d in block_in)
+        # frozen dims (spatial, repeat digits) are never zeroed, so they do not count
+        z = all(p.is_zero(x, d) or p.all_frozen(p.dim(x, d)) for d in block_in)
         for d, part in zip(block_out, parts, strict=True):
             layouts[d] = part
             zero[d] = z
@@ -208,6 +209,13 @@ def split(p: Propagation, node: Node) -> None:
             length = out.shape[axis] if keep else 1
             _take_range(p, node, x, out, axis, start, start + length, keep)
             start += length
+        if node.packet in ("chunk", "split", "unbind", "unsafe_split"):
+            # The boundaries are recomputed from the total size (chunk) or from one split size:
+            # the equal parts must stay equal, so they prune the same positions.
+            first = node.outputs[0]
+            for out in node.outputs[1:]:
+                if out.shape[axis] == first.shape[axis] and keep:
+                    p.unify(p.dim(first, axis), p.dim(out, axis), node)
 
     p.guarded(node, run)
 

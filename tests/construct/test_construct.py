@@ -1,0 +1,68 @@
+"""Construction contracts: explicit redundant sets, mismatches, widths, idempotence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import trainonce
+from trainonce.errors import ConstructionError
+from zoo import build
+
+
+def test_explicit_redundant_set_must_match_zero_weights() -> None:
+    model, inputs = build("resnet18_imagenet_small")
+    space = trainonce.analyze(model, inputs)
+    group = space.prunable_groups[0]
+    with pytest.raises(ConstructionError, match="not exactly zero"):
+        space.construct({group.id: torch.tensor([0, 1])})
+    space.zero_groups({group.id: torch.tensor([0, 1])})
+    compact = space.construct({group.id: torch.tensor([0, 1])})
+    assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_nothing_zero_gives_an_equal_copy() -> None:
+    model, inputs = build("audio_conv1d")
+    compact = trainonce.analyze(model, inputs).construct()
+    assert compact is not model
+    for (name, a), (_, b) in zip(model.state_dict().items(), compact.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+        assert a.data_ptr() != b.data_ptr()
+
+
+def test_a_whole_node_group_cannot_be_removed() -> None:
+    model, inputs = build("resnet18_imagenet_small")
+    space = trainonce.analyze(model, inputs)
+    group = space.prunable_groups[0]
+    everything = torch.arange(group.size)
+    space.zero_groups({group.id: everything})
+    with pytest.raises(ConstructionError, match="would lose all"):
+        space.construct({group.id: everything})
+
+
+def test_width_attributes_follow_the_slices() -> None:
+    model, inputs = build("resnext_small")
+    space = trainonce.analyze(model, inputs)
+    space.zero_random(0.5, seed=3)
+    compact = space.construct()
+    for module in compact.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            w = module.weight
+            assert module.out_channels == w.shape[0]
+            assert module.in_channels == w.shape[1] * module.groups
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.num_features == module.weight.shape[0] == module.running_mean.shape[0]
+        if isinstance(module, torch.nn.Linear):
+            assert (module.out_features, module.in_features) == tuple(module.weight.shape)
+
+
+def test_hf_config_driven_attention_still_runs_after_head_pruning() -> None:
+    model, inputs = build("hf_bert")
+    space = trainonce.analyze(model, inputs)
+    heads = [g for g in space.prunable_groups if any("query" in p.value.label for p in g.producers)]
+    assert heads, space.summary()
+    redundant = {g.id: torch.tensor([0]) for g in heads}
+    space.zero_groups(redundant)
+    compact = space.construct(redundant)
+    attention = [m for m in compact.modules() if hasattr(m, "num_attention_heads") and hasattr(m, "query")]
+    assert attention and all(m.num_attention_heads == model.config.num_attention_heads - 1 for m in attention)
