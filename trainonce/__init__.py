@@ -2,6 +2,7 @@
 
 from trainonce.errors import AnalysisError, CaptureError, ConstructionError, TrainonceError
 from trainonce.groups.search_space import SearchSpace, analyze
+from trainonce.metrics import compare
 
-__all__ = ["analyze", "SearchSpace", "TrainonceError", "CaptureError", "AnalysisError", "ConstructionError"]
+__all__ = ["AnalysisError", "CaptureError", "ConstructionError", "SearchSpace", "TrainonceError", "analyze", "compare"]
 __version__ = "0.1.0"

@@ -112,7 +112,7 @@ class ShuffleNetV2(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [ConvBNAct(3, 16, stride=1)]
         c_in = 16
-        for w, n in zip(widths, repeats):
+        for w, n in zip(widths, repeats, strict=False):
             for i in range(n):
                 layers.append(ShuffleUnit(c_in, w, 2 if i == 0 else 1))
                 c_in = w

@@ -127,7 +127,7 @@ class SwinTransformer(nn.Module):
         self.patch_norm = nn.LayerNorm(dim)
         res = img_size // patch
         layers: list[nn.Module] = []
-        for i, (depth, nh) in enumerate(zip(depths, heads)):
+        for i, (depth, nh) in enumerate(zip(depths, heads, strict=False)):
             if i > 0:
                 layers.append(PatchMerging(dim, res))
                 dim, res = 2 * dim, res // 2

@@ -55,10 +55,10 @@ class DataDependent(nn.Module):
 
 
 def test_export_failure_is_a_clear_error() -> None:
-    with pytest.raises(CaptureError, match="torch.export could not trace DataDependent"):
+    with pytest.raises(CaptureError, match=r"torch\.export could not trace DataDependent"):
         capture(DataDependent(), torch.randn(3))
 
 
 def test_bad_example_inputs() -> None:
-    with pytest.raises(TrainonceError, match="example_inputs must be"):
+    with pytest.raises(TrainonceError, match=r"example_inputs must be"):
         capture(nn.Linear(2, 2), 3)

@@ -69,7 +69,7 @@ def test_forward_and_export(name: str) -> None:
     with torch.no_grad():
         exported = tensor_leaves(ep.module()(*args, **kwargs))
     assert len(exported) == len(eager)
-    for a, b in zip(eager, exported):
+    for a, b in zip(eager, exported, strict=False):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
@@ -86,9 +86,9 @@ def test_reference_param_counts(name: str, expected: int) -> None:
 def test_deterministic_and_nontrivial_norms(name: str) -> None:
     model, inputs = build(name)
     model2, inputs2 = build(name)
-    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items(), strict=False):
         assert torch.equal(a, b), k
-    for a, b in zip(tree_leaves(inputs), tree_leaves(inputs2)):
+    for a, b in zip(tree_leaves(inputs), tree_leaves(inputs2), strict=False):
         assert torch.equal(a, b)
 
     for mod_name, m in model.named_modules():

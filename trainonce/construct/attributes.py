@@ -53,8 +53,7 @@ def update_widths(compact: nn.Module, p: Propagation, kept: Kept, layouts: dict[
         if path in norm_groups:
             record_gn = norm_groups[path]
             if hasattr(module, "num_groups"):
-                module.num_groups = kept_size(record_gn.group_layout, kept)
-                handled.add("num_groups")
+                handled |= _set(module, num_groups=kept_size(record_gn.group_layout, kept))
         _matching_ints(module, tensors, handled)
     for atom_id, names in head_atoms.items():
         mask = kept.get(atom_id)
@@ -65,41 +64,71 @@ def update_widths(compact: nn.Module, p: Propagation, kept: Kept, layouts: dict[
         _scale_heads(root.modules(), head_sizes[atom_id], int(mask.sum()))
 
 
+CONFIG_HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads", "encoder_attention_heads",
+                      "decoder_attention_heads")
+CONFIG_WIDTH_FIELDS = ("intermediate_size", "n_inner", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "d_ff")
+
+
+def update_config(compact: nn.Module, kept: Kept, sizes: dict[int, int], head_atom_ids: set[int]) -> None:
+    """Keep a HuggingFace ``config`` consistent where every layer was pruned alike.
+
+    A config holds one width for all layers; it is updated only when all node groups of that
+    width kept the same number of channels (heads: the same fraction). Otherwise the per-layer
+    widths live in the modules and the config keeps the original numbers.
+    """
+    config = getattr(compact, "config", None)
+    if config is None:
+        return
+    heads = {atom: int(kept[atom].sum()) if atom in kept else sizes[atom] for atom in head_atom_ids}
+    if heads and len({(sizes[a], k) for a, k in heads.items()}) == 1:
+        size, count = sizes[next(iter(heads))], next(iter(heads.values()))
+        for field in CONFIG_HEAD_FIELDS:
+            value = getattr(config, field, None)
+            if isinstance(value, int) and value % size == 0:
+                setattr(config, field, value // size * count)
+    for field in CONFIG_WIDTH_FIELDS:
+        value = getattr(config, field, None)
+        if not isinstance(value, int):
+            continue
+        same_width = [a for a, s in sizes.items() if s == value and a not in head_atom_ids]
+        counts = {int(kept[a].sum()) if a in kept else value for a in same_width}
+        if same_width and len(counts) == 1:
+            setattr(config, field, counts.pop())
+
+
 def _standard_widths(module: nn.Module, tensors: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> set[str]:
     handled: set[str] = set()
     weight = getattr(module, "weight", None)
     if isinstance(weight, torch.Tensor):
         if weight.ndim == 2 and hasattr(module, "in_features") and hasattr(module, "out_features"):
-            module.out_features, module.in_features = weight.shape
-            handled |= {"in_features", "out_features"}
+            handled |= _set(module, out_features=weight.shape[0], in_features=weight.shape[1])
         if weight.ndim == 2 and hasattr(module, "embedding_dim"):
-            module.num_embeddings, module.embedding_dim = weight.shape
-            handled |= {"num_embeddings", "embedding_dim"}
+            handled |= _set(module, num_embeddings=weight.shape[0], embedding_dim=weight.shape[1])
         if hasattr(module, "normalized_shape"):
-            module.normalized_shape = tuple(weight.shape)
-            handled.add("normalized_shape")
+            handled |= _set(module, normalized_shape=tuple(weight.shape))
         if hasattr(module, "num_channels") and weight.ndim == 1:
-            module.num_channels = weight.shape[0]
-            handled.add("num_channels")
+            handled |= _set(module, num_channels=weight.shape[0])
     per_channel = weight if isinstance(weight, torch.Tensor) and weight.ndim == 1 else getattr(module, "running_mean", None)
     if hasattr(module, "num_features") and isinstance(per_channel, torch.Tensor):
-        module.num_features = per_channel.shape[0]
-        handled.add("num_features")
+        handled |= _set(module, num_features=per_channel.shape[0])
     return handled
+
+
+def _set(module: nn.Module, **values: object) -> set[str]:
+    for name, value in values.items():
+        setattr(module, name, value)
+    return set(values)
 
 
 def _conv_widths(module: nn.Module, groups: int, transposed: bool) -> None:
     weight = module.weight
-    if hasattr(module, "groups"):
-        module.groups = groups
+    assert isinstance(weight, torch.Tensor)
     if transposed:
         in_channels, out_channels = weight.shape[0], weight.shape[1] * groups
     else:
         in_channels, out_channels = weight.shape[1] * groups, weight.shape[0]
-    if hasattr(module, "in_channels"):
-        module.in_channels = in_channels
-    if hasattr(module, "out_channels"):
-        module.out_channels = out_channels
+    widths = {"groups": groups, "in_channels": in_channels, "out_channels": out_channels}
+    _set(module, **{name: value for name, value in widths.items() if hasattr(module, name)})
 
 
 def _matching_ints(module: nn.Module, tensors: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], handled: set[str]) -> None:
@@ -128,7 +157,7 @@ def _scale_heads(modules: Iterable[nn.Module], size: int, kept: int) -> None:
 def _common_prefix(paths: list[str]) -> str:
     parts = [p.split(".") if p else [] for p in paths]
     prefix: list[str] = []
-    for column in zip(*parts):
+    for column in zip(*parts, strict=False):
         if len(set(column)) != 1:
             break
         prefix.append(column[0])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainonce.construct.attributes import update_widths
+from trainonce.construct.attributes import update_config, update_widths
 from trainonce.construct.plan import Kept, kept_positions
 
 if TYPE_CHECKING:
@@ -49,7 +49,10 @@ def build_compact(space: SearchSpace, kept: Kept, device: str | None = None) -> 
             moved = tensor.detach().to(device) if device is not None else tensor.detach().clone()
             memo[id(tensor)] = _like(tensor, moved)
     compact = copy.deepcopy(model, memo)
-    update_widths(compact, space.propagation, kept, space.layouts, changed, space.head_atoms(), space.atom_sizes())
+    heads = space.head_atoms()
+    update_widths(compact, space.propagation, kept, space.layouts, changed, heads, space.atom_sizes())
+    prunable_sizes = {g.atom.id: g.size for g in space.prunable_groups}
+    update_config(compact, kept, prunable_sizes, set(heads) & set(prunable_sizes))
     compact.train(model.training)
     return compact
 

@@ -38,13 +38,13 @@ def tracing_mode(model: torch.nn.Module) -> Iterator[None]:
     try:
         model.eval()
         if had_cache:
-            config.use_cache = False
+            config.use_cache = False  # type: ignore[union-attr]
         yield
     finally:
         for module, training in modes.items():
             module.training = training
         if had_cache:
-            config.use_cache = old_cache
+            config.use_cache = old_cache  # type: ignore[union-attr]
 
 
 def export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.ExportedProgram:
@@ -52,7 +52,7 @@ def export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.Export
     with tracing_mode(model), torch.no_grad():
         try:
             return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
-        except Exception as error:  # noqa: BLE001 - re-raised with context
+        except Exception as error:
             lines = [line for line in str(error).splitlines() if line.strip()]
             detail = "\n  ".join(lines[:12])
             raise CaptureError(
@@ -75,9 +75,8 @@ def capture(model: torch.nn.Module, example_inputs: Any) -> tuple[Graph, torch.e
 def _tensor_names(model: torch.nn.Module) -> dict[int, list[str]]:
     """id(tensor) -> every qualified name under which the model holds it (tied weights)."""
     names: dict[int, list[str]] = {}
-    for name, tensor in model.named_parameters(remove_duplicate=False):
-        names.setdefault(id(tensor), []).append(name)
-    for name, tensor in model.named_buffers(remove_duplicate=False):
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
         names.setdefault(id(tensor), []).append(name)
     return names
 

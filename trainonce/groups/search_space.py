@@ -48,7 +48,7 @@ class SearchSpace:
         """Atoms that are the outer digit of a product (attention heads, GroupNorm groups)."""
         heads: dict[int, list[str]] = {}
         for group in self.node_groups:
-            names = []
+            names: list[str] = []
             is_head = False
             for piece in [*group.producers, *group.consumers]:
                 names.extend(piece.value.fqns)
@@ -166,4 +166,4 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
     return space
 
 
-__all__ = ["SearchSpace", "analyze", "Redundant", "ConstructionError"]
+__all__ = ["ConstructionError", "Redundant", "SearchSpace", "analyze"]

@@ -102,11 +102,10 @@ def matmul(p: Propagation, node: Node) -> None:
 @rule("addmm", "baddbmm", "addmv", "addbmm")
 def addmm(p: Propagation, node: Node) -> None:
     bias = node.args["self"]
-    a, b = (node.args.get(k) for k in ("mat1", "mat2")) if "mat1" in node.args else (
-        (node.args.get("batch1"), node.args.get("batch2")) if "batch1" in node.args else (node.args.get("mat"), node.args.get("vec")))
     if node.packet == "addbmm":
         p.opaque(node, f"batch-summed matmul {node.where}")
         return
+    a, b = [v for k, v in node.args.items() if k != "self" and isinstance(v, Value)][:2]
     a_letters, b_letters, out_letters = _matmul_letters(a, b)
     out = node.outputs[0]
     einsum_like(p, node, [(a, a_letters), (b, b_letters)], out_letters, out)

@@ -158,7 +158,7 @@ def threshold(p: Propagation, node: Node) -> None:
 @rule("pow")
 def power(p: Propagation, node: Node) -> None:
     base, exponent = node.args.get("self"), node.args.get("exponent")
-    if isinstance(base, Value) and isinstance(exponent, Number) and exponent > 0:
+    if isinstance(base, Value) and isinstance(exponent, (int, float)) and exponent > 0:
         elementwise(p, node, [base], "unary")
     else:
         elementwise(p, node, [v for v in (base, exponent) if isinstance(v, (Value, Number))], "never")

@@ -54,7 +54,7 @@ def batch_norm(p: Propagation, node: Node) -> None:
 @rule("group_norm", "native_group_norm")
 def group_norm(p: Propagation, node: Node) -> None:
     x = node.args["input"]
-    groups = node.args.get("num_groups", node.args.get("group"))
+    groups = int(node.args.get("num_groups") or node.args.get("group") or 1)
     weight, bias = node.args.get("weight"), node.args.get("bias")
     width = x.shape[1] // groups
 

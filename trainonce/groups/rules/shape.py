@@ -77,9 +77,8 @@ def permute(p: Propagation, node: Node) -> None:
     if node.packet in ("permute", "permute_copy"):
         order = [d % n for d in node.args["dims"]]
     elif node.packet in ("transpose", "swapaxes", "swapdims", "transpose_copy"):
-        a, b = (node.args.get(k) for k in ("dim0", "dim1"))
-        if a is None:
-            a, b = node.args.get("axis0"), node.args.get("axis1")
+        names = ("dim0", "dim1") if "dim0" in node.args else ("axis0", "axis1")
+        a, b = (int(node.args[k]) for k in names)
         order = list(range(n))
         order[a % n], order[b % n] = order[b % n], order[a % n]
     elif node.packet == "movedim":
@@ -200,7 +199,7 @@ def _take_range(p: Propagation, node: Node, x: Value, out: Value, axis: int, sta
 @rule("split", "split_with_sizes", "chunk", "unbind", "tensor_split", "unsafe_split", "split_copy")
 def split(p: Propagation, node: Node) -> None:
     x = node.inputs[0]
-    axis = node.args.get("dim", 0) % x.ndim
+    axis = int(node.args.get("dim") or 0) % x.ndim
     keep = node.packet != "unbind"
 
     def run() -> None:

@@ -1,0 +1,3 @@
+from trainonce.cli.main import main
+
+raise SystemExit(main())

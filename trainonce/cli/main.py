@@ -1,0 +1,116 @@
+"""The ``trainonce`` command line.
+
+Errors a user can fix (a bad argument, a model that cannot be imported or traced) print one
+line and exit with status 2; tracebacks are reserved for bugs in trainonce itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from trainonce.errors import TrainonceError
+
+
+class UsageError(TrainonceError):
+    """A command-line argument is wrong."""
+
+
+def load_factory(spec: str) -> Any:
+    """Import ``package.module:function`` (the current directory is importable)."""
+    if ":" not in spec:
+        raise UsageError(f"expected MODULE:FACTORY (e.g. zoo.resnet:resnet18_cifar), got {spec!r}")
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"cannot import module {module_name!r}: {error}") from error
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise UsageError(f"module {module_name!r} has no attribute {attribute!r}")
+    return factory
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part)
+    except ValueError:
+        raise UsageError(f"--input-shape must be comma separated integers like 1,3,32,32, got {text!r}") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise UsageError(f"--input-shape must be positive integers, got {text!r}")
+    return shape
+
+
+def build_model(spec: str, input_shapes: Sequence[str]) -> tuple[torch.nn.Module, Any]:
+    """Call the factory; it returns a model, or (model, example_inputs)."""
+    built = load_factory(spec)()
+    model, inputs = (built if isinstance(built, tuple) and len(built) == 2 else (built, None))
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec} returned {type(model).__name__}, expected an nn.Module or (module, inputs)")
+    if input_shapes:
+        tensors = tuple(torch.randn(parse_shape(s)) for s in input_shapes)
+        inputs = tensors[0] if len(tensors) == 1 else tensors
+    if inputs is None:
+        raise UsageError(f"{spec} returned only a model: pass --input-shape (e.g. --input-shape 1,3,224,224)")
+    return model, inputs
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import trainonce
+    from trainonce.metrics import compare
+
+    model, inputs = build_model(args.model, args.input_shape)
+    space = trainonce.analyze(model, inputs, exclude=tuple(args.exclude))
+    print(space.summary(max_rows=args.rows))
+    if args.zero:
+        redundant = space.zero_random(args.zero, seed=args.seed)
+        removed = sum(len(v) for v in redundant.values())
+        print(f"\nzeroed {removed:,} of {space.num_prunable:,} groups at random (fraction {args.zero}), constructing...")
+        compact = space.construct()
+        print(compare(model, compact, inputs).table())
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainonce",
+        description="Train and compress any PyTorch network in one run.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    analyze = commands.add_parser(
+        "analyze",
+        help="trace a model and print its pruning search space",
+        description="Trace a model with torch.export, print its node groups (prunable or why not) and, "
+        "with --zero, zero a random fraction of the groups, construct the compact model, verify it "
+        "and print parameters, MACs and latency before/after.",
+    )
+    analyze.add_argument("model", help="MODULE:FACTORY returning a model or (model, example_inputs), e.g. zoo.resnet:resnet18_cifar")
+    analyze.add_argument("--input-shape", action="append", default=[], metavar="SHAPE",
+                         help="shape of a random example input, e.g. 1,3,32,32 (repeat for several inputs)")
+    analyze.add_argument("--exclude", action="append", default=[], metavar="MODULE", help="module name whose channels must not be pruned")
+    analyze.add_argument("--zero", type=float, default=0.0, metavar="FRACTION", help="zero this fraction of groups at random, then construct and compare")
+    analyze.add_argument("--seed", type=int, default=0)
+    analyze.add_argument("--rows", type=int, default=40, help="rows of the node-group table")
+    analyze.set_defaults(run=cmd_analyze)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except TrainonceError as error:
+        print(f"trainonce: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
