@@ -66,3 +66,20 @@ def test_hf_config_driven_attention_still_runs_after_head_pruning() -> None:
     compact = space.construct(redundant)
     attention = [m for m in compact.modules() if hasattr(m, "num_attention_heads") and hasattr(m, "query")]
     assert attention and all(m.num_attention_heads == model.config.num_attention_heads - 1 for m in attention)
+
+
+def test_hf_config_follows_uniform_pruning() -> None:
+    model, inputs = build("hf_llama_gqa")
+    space = trainonce.analyze(model, inputs)
+    config = model.config
+    mlp = [g for g in space.prunable_groups if g.size == config.intermediate_size]
+    heads = [g for g in space.prunable_groups if g.size == config.num_key_value_heads]
+    assert len(mlp) == len(heads) == config.num_hidden_layers
+    redundant = {g.id: torch.arange(32) for g in mlp} | {g.id: torch.tensor([1]) for g in heads}
+    space.zero_groups(redundant)
+    compact = space.construct(redundant)
+    assert compact.config.intermediate_size == config.intermediate_size - 32
+    assert compact.config.num_key_value_heads == config.num_key_value_heads - 1
+    ratio = config.num_attention_heads // config.num_key_value_heads
+    assert compact.config.num_attention_heads == ratio * (config.num_key_value_heads - 1)
+    assert model.config.intermediate_size == config.intermediate_size  # the user's config untouched

@@ -126,6 +126,13 @@ class Propagation:
             self.freeze(b, reason)
         return a
 
+    def unify_all(self, node: Node, carriers: Sequence[tuple[Value, int]]) -> Layout:
+        """One space for the given (value, dim) pairs; returns the first one's layout."""
+        layout = self.dim(*carriers[0])
+        for value, d in carriers[1:]:
+            self.unify(layout, self.dim(value, d), node)
+        return layout
+
     def guarded(self, node: Node, fn: Callable[[], None]) -> None:
         """Run a rule step; an index map the algebra cannot express makes the node opaque."""
         try:

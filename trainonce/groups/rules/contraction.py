@@ -35,9 +35,7 @@ def einsum_like(p: Propagation, node: Node, operands: Sequence[tuple[Value, str]
             layouts.append(p.fresh(out.shape[d], f"broadcast dimension at {node.where}"))
             zero.append(False)
             continue
-        layout = p.dim(*found[0])
-        for v, k in found[1:]:
-            p.unify(layout, p.dim(v, k), node)
+        layout = p.unify_all(node, found)
         for v, k in found:
             p.produce(v, k)
         layouts.append(layout)

@@ -49,10 +49,7 @@ def elementwise(p: Propagation, node: Node, operands: list[Any], mode: str, extr
             layouts.append(p.fresh(out.shape[d], f"broadcast dimension at {node.where}"))
             zero.append(False)
             continue
-        layout = p.dim(*carriers[0])
-        for v, k in carriers[1:]:
-            p.unify(layout, p.dim(v, k), node)
-        layouts.append(layout)
+        layouts.append(p.unify_all(node, carriers))
         value_carriers = [(v, k) for v, k in carriers if any(v is t for t in tensors)]
         zs = [p.is_zero(v, k) for v, k in value_carriers]
         full = len(value_carriers) == len(tensors)

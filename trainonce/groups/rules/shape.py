@@ -154,10 +154,7 @@ def cat(p: Propagation, node: Node) -> None:
         if d == axis:
             layouts.append(tuple(term for v in parts for term in p.atoms.normalize(p.dim(v, d))))
         else:
-            layout = p.dim(parts[0], d)
-            for v in parts[1:]:
-                p.unify(layout, p.dim(v, d), node)
-            layouts.append(layout)
+            layouts.append(p.unify_all(node, [(v, d) for v in parts]))
         zero.append(all(p.is_zero(v, d) for v in parts))
     p.set(out, layouts, zero)
 
@@ -175,10 +172,7 @@ def stack(p: Propagation, node: Node) -> None:
             zero.append(False)
             continue
         k = d if d < axis else d - 1
-        layout = p.dim(parts[0], k)
-        for v in parts[1:]:
-            p.unify(layout, p.dim(v, k), node)
-        layouts.append(layout)
+        layouts.append(p.unify_all(node, [(v, k) for v in parts]))
         zero.append(all(p.is_zero(v, k) for v in parts))
     p.set(out, layouts, zero)
 
