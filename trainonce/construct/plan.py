@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainonce.groups.atoms import Layout
+from trainonce.groups.atoms import Layout, layout_size
 from trainonce.groups.space import NodeGroup
 
 Kept = dict[int, torch.Tensor]  # atom id -> bool mask over the atom's channels
@@ -38,11 +38,4 @@ def kept_positions(layout: Layout, kept: Kept) -> torch.Tensor | None:
 
 def kept_size(layout: Layout, kept: Kept) -> int:
     positions = kept_positions(layout, kept)
-    return sum(_term_size(t) for t in layout) if positions is None else int(positions.numel())
-
-
-def _term_size(term: tuple) -> int:  # type: ignore[type-arg]
-    size = 1
-    for atom in term:
-        size *= atom.size
-    return size
+    return layout_size(layout) if positions is None else int(positions.numel())

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainonce.errors import ConstructionError, TrainonceError
+from trainonce.errors import TrainonceError
 from trainonce.graph.capture import capture
 from trainonce.graph.inputs import ExampleInputs
 from trainonce.graph.ir import Graph
@@ -166,4 +166,3 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
     return space
 
 
-__all__ = ["ConstructionError", "Redundant", "SearchSpace", "analyze"]

@@ -10,6 +10,7 @@ What differs between them is zero preservation: the output channel is zero when
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Number
 from typing import Any
 
@@ -33,7 +34,7 @@ NEVER_ZERO = (
 VIEW_LIKE = ("clone", "contiguous", "detach", "alias", "_to_copy", "to", "type_as", "lift_fresh_copy")
 
 
-def elementwise(p: Propagation, node: Node, operands: list[Any], mode: str, extra: list[Value] = ()) -> None:  # type: ignore[assignment]
+def elementwise(p: Propagation, node: Node, operands: list[Any], mode: str, extra: Sequence[Value] = ()) -> None:
     """Broadcast ``operands`` (Values or Python scalars) into the node's first output."""
     out = node.outputs[0]
     tensors = [v for v in operands if isinstance(v, Value)]
