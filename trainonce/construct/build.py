@@ -49,7 +49,7 @@ def build_compact(space: SearchSpace, kept: Kept, device: str | None = None) -> 
             moved = tensor.detach().to(device) if device is not None else tensor.detach().clone()
             memo[id(tensor)] = _like(tensor, moved)
     compact = copy.deepcopy(model, memo)
-    heads = space.head_atoms()
+    heads = space.head_atoms
     update_widths(compact, space.propagation, kept, space.layouts, changed, heads, space.atom_sizes())
     prunable_sizes = {g.atom.id: g.size for g in space.prunable_groups}
     update_config(compact, kept, prunable_sizes, set(heads) & set(prunable_sizes))
@@ -61,8 +61,3 @@ def _like(original: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     if isinstance(original, nn.Parameter):
         return nn.Parameter(data, requires_grad=original.requires_grad)
     return data
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-

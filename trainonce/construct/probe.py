@@ -18,6 +18,7 @@ from trainonce.construct.build import build_compact
 from trainonce.construct.plan import Kept
 from trainonce.graph.capture import tracing_mode
 from trainonce.graph.inputs import output_tensors
+from trainonce.metrics.params import count_parameters
 
 REAL_PROBE_MAX_PARAMETERS = 300_000_000
 
@@ -39,7 +40,7 @@ def probe_constructibility(space: SearchSpace) -> str | None:
         # Some models (e.g. HF attention masks) read tensor values; probe with real tensors
         # when the model is small enough to copy.
         on_meta = any(t.is_meta for t in space.model.parameters())
-        size = sum(t.numel() for t in space.model.parameters())
+        size = count_parameters(space.model)
         if on_meta or size > REAL_PROBE_MAX_PARAMETERS:
             return f"constructibility probe skipped: the model does not run on the meta device ({baseline})"
         device, inputs = None, space.inputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -44,8 +45,12 @@ class SearchSpace:
     def atom_sizes(self) -> dict[int, int]:
         return {g.atom.id: g.size for g in self.node_groups}
 
+    @cached_property
     def head_atoms(self) -> dict[int, list[str]]:
-        """Atoms that are the outer digit of a product (attention heads, GroupNorm groups)."""
+        """Atoms that are the outer digit of a product (attention heads, GroupNorm groups).
+
+        Cached: layouts are fixed after analysis, and construction (probe included) asks often.
+        """
         heads: dict[int, list[str]] = {}
         for group in self.node_groups:
             names: list[str] = []

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trainonce.metrics.params import count_parameters
+
 if TYPE_CHECKING:
     from trainonce.groups.search_space import SearchSpace
 
 
 def summarize(space: SearchSpace, max_rows: int = 60) -> str:
     groups = space.node_groups
-    total_params = sum(p.numel() for p in space.model.parameters())
+    total_params = count_parameters(space.model)
     lines = [
         f"{space.graph.model_name}: {len(space.graph.nodes)} ops, {total_params:,} parameters",
         f"node groups: {len(groups)} ({len(space.prunable_groups)} prunable), prunable groups N = {space.num_prunable:,}",
