@@ -3,6 +3,7 @@
 from trainonce.errors import AnalysisError, CaptureError, ConstructionError, TrainonceError
 from trainonce.groups.search_space import SearchSpace, analyze
 from trainonce.metrics import compare
+from trainonce.optim import HESSO, HESSOMetrics
 
-__all__ = ["AnalysisError", "CaptureError", "ConstructionError", "SearchSpace", "TrainonceError", "analyze", "compare"]
+__all__ = ["AnalysisError", "CaptureError", "ConstructionError", "HESSO", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare"]
 __version__ = "0.1.0"

@@ -1,1 +1,6 @@
-"""trainonce.optim"""
+"""Structured-sparsity optimizers that wrap any ``torch.optim`` optimizer."""
+
+from trainonce.optim.hesso import HESSO, HESSOMetrics
+from trainonce.optim.saliency import CRITERIA, DEFAULT_IMPORTANCE
+
+__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "HESSO", "HESSOMetrics"]

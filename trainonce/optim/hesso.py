@@ -1,0 +1,276 @@
+"""HESSO: train with any optimizer and remove the least salient groups, period by period.
+
+Schedule (ALGORITHMS.md §2.1): pruning starts at ``start_step`` and lasts ``periods`` periods
+of ``L = pruning_steps // periods`` steps. At the first step of each period the period's quota
+of not-yet-chosen groups with the lowest saliency is chosen, globally. Every step of the period
+runs the base optimizer on *all* parameters and then multiplies the chosen groups by
+``(L - tau - 1) / (L - tau)``: their norm falls linearly and is exactly zero after the period's
+last step, while their gradient steps keep moving knowledge into the survivors. Groups of
+earlier periods are held at exactly zero, with their optimizer state (momentum, Adam moments)
+zeroed. After the last period exactly ``K = floor(N * target_sparsity)`` groups are zero and
+training goes on with the plain base optimizer (plus the hold).
+
+All decisions live in ``self.state["hesso"]`` (step counter, the period each group was chosen
+in, the last scores), so ``state_dict()`` / ``load_state_dict()`` resume bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from trainonce.errors import TrainonceError
+from trainonce.groups.search_space import Redundant, SearchSpace
+from trainonce.optim.budget import CostModel
+from trainonce.optim.group_index import GroupIndex
+from trainonce.optim.saliency import GroupStatistics, check_importance, saliency
+from trainonce.optim.selection import removable_blocks, take_cost, take_count
+from trainonce.optim.wrapper import WrappedOptimizer
+
+NOT_CHOSEN = -1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When each period starts and how far into it a step is."""
+
+    start: int
+    length: int
+    periods: int
+
+    @property
+    def end(self) -> int:
+        """First step after the last period."""
+        return self.start + self.length * self.periods
+
+    def phase(self, step: int) -> tuple[int, int] | None:
+        """(period, steps since the period started) inside the pruning window, else None."""
+        if not self.start <= step < self.end:
+            return None
+        return divmod(step - self.start, self.length)
+
+
+@dataclass(frozen=True)
+class HESSOMetrics:
+    """Progress of the pruning, for logs and plots."""
+
+    step: int
+    period: int  # periods started so far
+    num_groups: int  # N
+    num_chosen: int  # chosen so far (decaying or zero)
+    num_zero_groups: int  # held at exactly zero
+    group_sparsity: float  # num_zero_groups / N
+    norm_redundant: float  # L2 norm over all chosen groups
+    norm_important: float  # L2 norm over the other groups
+
+
+class HESSO(WrappedOptimizer):
+    """Half-space-free, hybrid structured sparse optimizer on top of ``base``.
+
+    ``base``: any ``torch.optim`` optimizer over the model's parameters; schedulers keep
+    working on it. ``space``: from ``trainonce.analyze`` on the same model. Give exactly one
+    target: ``target_sparsity`` (fraction of the N groups), ``target_params`` or
+    ``target_flops`` (fraction of the model's parameters / MACs to remove; groups are then
+    chosen by saliency per unit of cost). ``importance`` overrides the criterion weights (see
+    ``trainonce.optim.saliency``). ``group_divisible`` keeps every width a multiple of it.
+    """
+
+    STATE_KEY = "hesso"
+
+    def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float | None = None, *,
+                 start_step: int = 0, pruning_steps: int, periods: int = 10,
+                 importance: Mapping[str, float] | None = None, group_divisible: int = 1,
+                 target_params: float | None = None, target_flops: float | None = None) -> None:
+        super().__init__(base)
+        if not isinstance(space, SearchSpace):
+            raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
+        targets = {"target_sparsity": target_sparsity, "target_params": target_params, "target_flops": target_flops}
+        given = {name: value for name, value in targets.items() if value is not None}
+        if len(given) != 1:
+            raise TrainonceError(f"give exactly one of target_sparsity, target_params, target_flops (got {sorted(given) or 'none'})")
+        (self.target_name, self.target), = given.items()
+        if not 0.0 < self.target < 1.0:
+            raise TrainonceError(f"{self.target_name} must be in (0, 1), got {self.target}")
+        if periods < 1:
+            raise TrainonceError(f"periods must be >= 1, got {periods}")
+        if pruning_steps < periods:
+            raise TrainonceError(f"pruning_steps ({pruning_steps}) must be >= periods ({periods}): each period needs at least one step")
+        if start_step < 0:
+            raise TrainonceError(f"start_step must be >= 0, got {start_step}")
+        if group_divisible < 1:
+            raise TrainonceError(f"group_divisible must be >= 1, got {group_divisible}")
+        self.space = space
+        self.schedule = Schedule(start_step, pruning_steps // periods, periods)
+        self.weights = check_importance(importance)
+        self.divisible = group_divisible
+        self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
+        self.cost = None if self.target_name == "target_sparsity" else CostModel(self.index, self.target_name.removeprefix("target_"))
+        self.num_target = self._count_target() if self.cost is None else 0
+        self._positions: tuple[int, list[torch.Tensor], list[torch.Tensor]] | None = None
+        self.state[self.STATE_KEY] = {  # type: ignore[index]
+            "step": 0,
+            "period_of": torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
+            "scores": torch.zeros(self.index.num_groups, dtype=torch.float64),
+            "num_groups": self.index.num_groups,
+        }
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _count_target(self) -> int:
+        """K = floor(N * s); a clear error if widths cannot shrink that far."""
+        sizes = torch.tensor([g.size for g in self.index.node_groups])
+        removable = int(torch.where(sizes > self.divisible, sizes - self.divisible, 0).sum())
+        k = int(self.index.num_groups * self.target)
+        if k > removable:
+            raise TrainonceError(
+                f"target_sparsity={self.target} asks for {k} of {self.index.num_groups} groups, but at most {removable} can go "
+                f"while every node group keeps at least group_divisible={self.divisible} channels")
+        if k == 0:
+            raise TrainonceError(f"target_sparsity={self.target} of N={self.index.num_groups} groups removes nothing; raise it")
+        return k
+
+    def after_load(self) -> None:
+        state = self.state[self.STATE_KEY] = copy.deepcopy(self.own_state)  # type: ignore[index]  # never alias the caller's dict
+        if state.get("num_groups") != self.index.num_groups:
+            raise TrainonceError(f"the saved HESSO state has {state.get('num_groups')} groups but this search space has "
+                                 f"{self.index.num_groups}: analyse the same model with the same options before loading")
+        state["period_of"] = state["period_of"].cpu()
+        state["scores"] = state["scores"].cpu()
+        self._positions = None
+
+    # -- the step ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        state = self.own_state
+        step = state["step"]
+        phase = self.schedule.phase(step)
+        selecting = phase is not None and phase[1] == 0
+        before = [rows.param.detach().clone() for rows in self.index.rows] if selecting else None
+        loss = self.base_step(closure)
+        if phase is not None:
+            period, tau = phase
+            if before is not None:
+                self._select(period, before)
+            length = self.schedule.length
+            self._scale_period(period, (length - tau - 1) / (length - tau))
+        self._hold_zero(step)
+        state["step"] = step + 1
+        return loss
+
+    def _select(self, period: int, before: list[torch.Tensor]) -> None:
+        """Score the groups with this step's update direction and choose the period's quota."""
+        state = self.own_state
+        period_of = state["period_of"]
+        lr = self.lr_of()
+        x, xd, dd = [], [], []
+        for rows, x_before in zip(self.index.rows, before, strict=True):
+            step_size = lr[id(rows.param)]
+            d = (x_before - rows.param) / step_size if step_size != 0 else torch.zeros_like(x_before)
+            xb, db = rows.per_position(x_before).float(), rows.per_position(d).float()
+            x.append(xb.pow(2).sum(1))
+            xd.append((xb * db).sum(1))
+            dd.append(db.pow(2).sum(1))
+        stats = GroupStatistics(self.index.scatter(x), self.index.scatter(xd), self.index.scatter(dd), self.index.numel)
+        alive = period_of == NOT_CHOSEN
+        scores = saliency(stats, self.weights, alive)
+        state["scores"] = scores
+        chosen = self._choose(scores, alive, period)
+        period_of[chosen] = period
+        self._positions = None
+
+    def _choose(self, scores: torch.Tensor, alive: torch.Tensor, period: int) -> torch.Tensor:
+        """This period's groups: the quota that brings the cumulative total to its target."""
+        fraction_done = (period + 1) / self.schedule.periods
+        n = self.index.num_groups
+        if self.cost is None:
+            per_period = self.num_target // self.schedule.periods
+            goal = self.num_target if period == self.schedule.periods - 1 else per_period * (period + 1)
+            blocks = removable_blocks(scores, self.index.owner, alive, self.divisible)
+            return take_count(blocks, goal - int((~alive).sum()), n)
+        goal_cost = self.target * self.cost.total * fraction_done
+        chosen = torch.zeros(n, dtype=torch.bool)
+        for _ in range(64):  # linear costs overestimate overlapping savings: re-measure and top up
+            need = goal_cost - self.cost.removed(~alive | chosen)
+            if need <= 0:
+                break
+            blocks = removable_blocks(scores, self.index.owner, alive & ~chosen, self.divisible, self.cost.per_group)
+            more = take_cost(blocks, self.cost.per_group, need, n)
+            if not bool(more.any()):
+                break
+            chosen |= more
+        return chosen
+
+    def _positions_now(self, period: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per parameter: positions of this period's groups and of earlier (held) ones."""
+        if self._positions is None or self._positions[0] != period:
+            period_of = self.own_state["period_of"]
+            current = period_of == period
+            earlier = (period_of != NOT_CHOSEN) & (period_of < period)
+            self._positions = (period, [r.positions(current) for r in self.index.rows], [r.positions(earlier) for r in self.index.rows])
+        return self._positions[1], self._positions[2]
+
+    def _scale_period(self, period: int, factor: float) -> None:
+        current, _ = self._positions_now(period)
+        for rows, positions in zip(self.index.rows, current, strict=True):
+            if len(positions) == 0:
+                continue
+            if factor == 0.0:
+                self._zero(rows.param, rows.dim, positions)
+            else:
+                param = rows.param.data
+                param.index_copy_(rows.dim, positions, param.index_select(rows.dim, positions) * factor)
+
+    def _hold_zero(self, step: int) -> None:
+        phase = self.schedule.phase(step)
+        period = phase[0] if phase is not None else (self.schedule.periods if step >= self.schedule.end else 0)
+        _, earlier = self._positions_now(period)
+        for rows, positions in zip(self.index.rows, earlier, strict=True):
+            if len(positions):
+                self._zero(rows.param, rows.dim, positions)
+
+    def _zero(self, param: torch.Tensor, dim: int, positions: torch.Tensor) -> None:
+        """Zero the positions in the parameter and in every state tensor shaped like it."""
+        param.data.index_fill_(dim, positions, 0.0)
+        for value in self.state.get(param, {}).values():  # type: ignore[call-overload]
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                value.index_fill_(dim, positions, 0.0)
+
+    # -- results ----------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """All periods are over: the sparsity target is reached and held."""
+        return self.own_state["step"] >= self.schedule.end
+
+    def zero_mask(self) -> torch.Tensor:
+        """Boolean (N,) vector of the groups held at exactly zero now."""
+        step = self.own_state["step"]
+        period_of = self.own_state["period_of"]
+        done = min(self.schedule.periods, max(0, step - self.schedule.start) // self.schedule.length)
+        return (period_of != NOT_CHOSEN) & (period_of < done)
+
+    def redundant(self) -> Redundant:
+        """The zero groups, in the form ``space.construct(redundant)`` takes."""
+        return self.index.redundant(self.zero_mask())
+
+    def metrics(self) -> HESSOMetrics:
+        state = self.own_state
+        chosen = state["period_of"] != NOT_CHOSEN
+        zero = self.zero_mask()
+        squares = self.index.squared_norms()
+        step = state["step"]
+        length = self.schedule.length
+        started = min(self.schedule.periods, (max(0, step - self.schedule.start) + length - 1) // length)
+        return HESSOMetrics(
+            step=step,
+            period=started,
+            num_groups=self.index.num_groups,
+            num_chosen=int(chosen.sum()),
+            num_zero_groups=int(zero.sum()),
+            group_sparsity=float(zero.sum()) / self.index.num_groups,
+            norm_redundant=float(squares[chosen].sum().sqrt()),
+            norm_important=float(squares[~chosen].sum().sqrt()),
+        )
