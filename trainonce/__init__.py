@@ -5,5 +5,5 @@ from trainonce.groups.search_space import SearchSpace, analyze
 from trainonce.metrics import compare
 from trainonce.optim import HESSO, HESSOMetrics
 
-__all__ = ["AnalysisError", "CaptureError", "ConstructionError", "HESSO", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare"]
+__all__ = ["HESSO", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare"]
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from trainonce.cli.demo import add_demo_arguments, run_demo
 from trainonce.errors import TrainonceError
 
 
@@ -100,6 +101,15 @@ def make_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--seed", type=int, default=0)
     analyze.add_argument("--rows", type=int, default=40, help="rows of the node-group table")
     analyze.set_defaults(run=cmd_analyze)
+    demo = commands.add_parser(
+        "demo",
+        help="train a small CNN with HESSO on embedded data, compress it, print before/after",
+        description="Train a small residual CNN with HESSO on scikit-learn's digits (or a local "
+        "Fashion-MNIST), construct the compact model, print accuracy, parameters, MACs and latency "
+        "before/after, and write training plots, the history and the compact model to --out.",
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(run=run_demo)
     return parser
 
 
