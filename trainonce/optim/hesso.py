@@ -16,7 +16,6 @@ in, the last scores), so ``state_dict()`` / ``load_state_dict()`` resume bit for
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +24,11 @@ import torch
 from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
-from trainonce.groups.search_space import Redundant, SearchSpace
+from trainonce.groups.search_space import SearchSpace
 from trainonce.optim.budget import CostModel
-from trainonce.optim.group_index import GroupIndex
-from trainonce.optim.saliency import GroupStatistics, check_importance, saliency
+from trainonce.optim.saliency import check_importance, saliency
 from trainonce.optim.selection import removable_blocks, take_cost, take_count
-from trainonce.optim.wrapper import WrappedOptimizer
+from trainonce.optim.sparse import GroupSparseOptimizer
 
 NOT_CHOSEN = -1
 
@@ -69,7 +67,7 @@ class HESSOMetrics:
     norm_important: float  # L2 norm over the other groups
 
 
-class HESSO(WrappedOptimizer):
+class HESSO(GroupSparseOptimizer):
     """Half-space-free, hybrid structured sparse optimizer on top of ``base``.
 
     ``base``: any ``torch.optim`` optimizer over the model's parameters; schedulers keep
@@ -86,9 +84,7 @@ class HESSO(WrappedOptimizer):
                  start_step: int = 0, pruning_steps: int, periods: int = 10,
                  importance: Mapping[str, float] | None = None, group_divisible: int = 1,
                  target_params: float | None = None, target_flops: float | None = None) -> None:
-        super().__init__(base)
-        if not isinstance(space, SearchSpace):
-            raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
+        super().__init__(base, space)
         targets = {"target_sparsity": target_sparsity, "target_params": target_params, "target_flops": target_flops}
         given = {name: value for name, value in targets.items() if value is not None}
         if len(given) != 1:
@@ -104,20 +100,14 @@ class HESSO(WrappedOptimizer):
             raise TrainonceError(f"start_step must be >= 0, got {start_step}")
         if group_divisible < 1:
             raise TrainonceError(f"group_divisible must be >= 1, got {group_divisible}")
-        self.space = space
         self.schedule = Schedule(start_step, pruning_steps // periods, periods)
         self.weights = check_importance(importance)
         self.divisible = group_divisible
-        self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
         self.cost = None if self.target_name == "target_sparsity" else CostModel(self.index, self.target_name.removeprefix("target_"))
         self.num_target = self._count_target() if self.cost is None else 0
         self._positions: tuple[int, list[torch.Tensor], list[torch.Tensor]] | None = None
-        self.state[self.STATE_KEY] = {  # type: ignore[index]
-            "step": 0,
-            "period_of": torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
-            "scores": torch.zeros(self.index.num_groups, dtype=torch.float64),
-            "num_groups": self.index.num_groups,
-        }
+        self.new_state(period_of=torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
+                       scores=torch.zeros(self.index.num_groups, dtype=torch.float64))
 
     # -- set-up -----------------------------------------------------------------------------
     def _count_target(self) -> int:
@@ -134,12 +124,7 @@ class HESSO(WrappedOptimizer):
         return k
 
     def after_load(self) -> None:
-        state = self.state[self.STATE_KEY] = copy.deepcopy(self.own_state)  # type: ignore[index]  # never alias the caller's dict
-        if state.get("num_groups") != self.index.num_groups:
-            raise TrainonceError(f"the saved HESSO state has {state.get('num_groups')} groups but this search space has "
-                                 f"{self.index.num_groups}: analyse the same model with the same options before loading")
-        state["period_of"] = state["period_of"].cpu()
-        state["scores"] = state["scores"].cpu()
+        super().after_load()
         self._positions = None
 
     # -- the step ---------------------------------------------------------------------------
@@ -149,7 +134,7 @@ class HESSO(WrappedOptimizer):
         step = state["step"]
         phase = self.schedule.phase(step)
         selecting = phase is not None and phase[1] == 0
-        before = [rows.param.detach().clone() for rows in self.index.rows] if selecting else None
+        before = self.snapshot() if selecting else None
         loss = self.base_step(closure)
         if phase is not None:
             period, tau = phase
@@ -165,16 +150,7 @@ class HESSO(WrappedOptimizer):
         """Score the groups with this step's update direction and choose the period's quota."""
         state = self.own_state
         period_of = state["period_of"]
-        lr = self.lr_of()
-        x, xd, dd = [], [], []
-        for rows, x_before in zip(self.index.rows, before, strict=True):
-            step_size = lr[id(rows.param)]
-            d = (x_before - rows.param) / step_size if step_size != 0 else torch.zeros_like(x_before)
-            xb, db = rows.per_position(x_before).float(), rows.per_position(d).float()
-            x.append(xb.pow(2).sum(1))
-            xd.append((xb * db).sum(1))
-            dd.append(db.pow(2).sum(1))
-        stats = GroupStatistics(self.index.scatter(x), self.index.scatter(xd), self.index.scatter(dd), self.index.numel)
+        stats = self.statistics(before)
         alive = period_of == NOT_CHOSEN
         scores = saliency(stats, self.weights, alive)
         state["scores"] = scores
@@ -215,29 +191,19 @@ class HESSO(WrappedOptimizer):
 
     def _scale_period(self, period: int, factor: float) -> None:
         current, _ = self._positions_now(period)
+        if factor == 0.0:  # the period's last step: exactly zero, optimizer state included
+            self.zero_positions(current)
+            return
         for rows, positions in zip(self.index.rows, current, strict=True):
             if len(positions) == 0:
                 continue
-            if factor == 0.0:
-                self._zero(rows.param, rows.dim, positions)
-            else:
-                param = rows.param.data
-                param.index_copy_(rows.dim, positions, param.index_select(rows.dim, positions) * factor)
+            param = rows.param.data
+            param.index_copy_(rows.dim, positions, param.index_select(rows.dim, positions) * factor)
 
     def _hold_zero(self, step: int) -> None:
         phase = self.schedule.phase(step)
         period = phase[0] if phase is not None else (self.schedule.periods if step >= self.schedule.end else 0)
-        _, earlier = self._positions_now(period)
-        for rows, positions in zip(self.index.rows, earlier, strict=True):
-            if len(positions):
-                self._zero(rows.param, rows.dim, positions)
-
-    def _zero(self, param: torch.Tensor, dim: int, positions: torch.Tensor) -> None:
-        """Zero the positions in the parameter and in every state tensor shaped like it."""
-        param.data.index_fill_(dim, positions, 0.0)
-        for value in self.state.get(param, {}).values():  # type: ignore[call-overload]
-            if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                value.index_fill_(dim, positions, 0.0)
+        self.zero_positions(self._positions_now(period)[1])
 
     # -- results ----------------------------------------------------------------------------
     @property
@@ -246,15 +212,10 @@ class HESSO(WrappedOptimizer):
         return self.own_state["step"] >= self.schedule.end
 
     def zero_mask(self) -> torch.Tensor:
-        """Boolean (N,) vector of the groups held at exactly zero now."""
         step = self.own_state["step"]
         period_of = self.own_state["period_of"]
         done = min(self.schedule.periods, max(0, step - self.schedule.start) // self.schedule.length)
         return (period_of != NOT_CHOSEN) & (period_of < done)
-
-    def redundant(self) -> Redundant:
-        """The zero groups, in the form ``space.construct(redundant)`` takes."""
-        return self.index.redundant(self.zero_mask())
 
     def metrics(self) -> HESSOMetrics:
         state = self.own_state

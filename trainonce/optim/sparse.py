@@ -1,0 +1,85 @@
+"""``GroupSparseOptimizer``: what every trainonce optimizer does with groups.
+
+It wraps a base optimizer (``WrappedOptimizer``), indexes the search space's prunable groups
+over the optimised parameters (``GroupIndex``), recovers the base step's update direction
+``d = (x_before - x_after) / lr``, and zeroes groups in the weights *and* in every optimizer
+state tensor shaped like them (momentum, Adam moments), so a removed group cannot drift back.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from trainonce.errors import TrainonceError
+from trainonce.groups.search_space import Redundant, SearchSpace
+from trainonce.optim.group_index import GroupIndex
+from trainonce.optim.saliency import GroupStatistics
+from trainonce.optim.wrapper import WrappedOptimizer
+
+
+class GroupSparseOptimizer(WrappedOptimizer):
+    """Base of HESSO, DHSPG, ...; subclasses define ``zero_mask`` and their step."""
+
+    def __init__(self, base: Optimizer, space: SearchSpace) -> None:
+        super().__init__(base)
+        if not isinstance(space, SearchSpace):
+            raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
+        self.space = space
+        self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
+
+    def new_state(self, **entries: Any) -> dict[str, Any]:
+        """Create this optimizer's state entry (``num_groups`` guards against loading a foreign one)."""
+        state = {"step": 0, "num_groups": self.index.num_groups, **entries}
+        self.state[self.STATE_KEY] = state  # type: ignore[index]
+        return state
+
+    def after_load(self) -> None:
+        state = self.state[self.STATE_KEY] = copy.deepcopy(self.own_state)  # type: ignore[index]  # never alias the caller's dict
+        if state.get("num_groups") != self.index.num_groups:
+            raise TrainonceError(f"the saved {type(self).__name__} state has {state.get('num_groups')} groups but this search space has "
+                                 f"{self.index.num_groups}: analyse the same model with the same options before loading")
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.cpu()
+
+    # -- update direction -------------------------------------------------------------------
+    def snapshot(self) -> list[torch.Tensor]:
+        """Copies of the grouped parameters, taken before the base step."""
+        return [rows.param.detach().clone() for rows in self.index.rows]
+
+    def statistics(self, before: list[torch.Tensor]) -> GroupStatistics:
+        """``||x||^2, <x, d>, ||d||^2`` per group for the step just taken from ``before``."""
+        lr = self.lr_of()
+        xx, xd, dd = [], [], []
+        for rows, x_before in zip(self.index.rows, before, strict=True):
+            step_size = lr[id(rows.param)]
+            d = (x_before - rows.param) / step_size if step_size != 0 else torch.zeros_like(x_before)
+            x, d = rows.per_position(x_before).float(), rows.per_position(d).float()
+            xx.append(x.pow(2).sum(1))
+            xd.append((x * d).sum(1))
+            dd.append(d.pow(2).sum(1))
+        return GroupStatistics(self.index.scatter(xx), self.index.scatter(xd), self.index.scatter(dd), self.index.numel)
+
+    # -- zeroing ----------------------------------------------------------------------------
+    def zero_positions(self, positions: list[torch.Tensor]) -> None:
+        """Zero, per ``ParamRows``, the given positions in the weight and its optimizer state."""
+        for rows, where in zip(self.index.rows, positions, strict=True):
+            if len(where) == 0:
+                continue
+            rows.param.data.index_fill_(rows.dim, where, 0.0)
+            for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
+                if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
+                    value.index_fill_(rows.dim, where, 0.0)
+
+    # -- results ----------------------------------------------------------------------------
+    def zero_mask(self) -> torch.Tensor:
+        """Boolean (N,) vector of the groups held at exactly zero now."""
+        raise NotImplementedError
+
+    def redundant(self) -> Redundant:
+        """The zero groups, in the form ``space.construct(redundant)`` takes."""
+        return self.index.redundant(self.zero_mask())
