@@ -1,4 +1,8 @@
-"""Test-wide setup: offline HF, deterministic single-process torch, the zoo importable."""
+"""Test-wide setup: offline HF, one torch thread, the zoo importable.
+
+One thread: the tests run small ops, where thread hand-offs cost more than they save, and a
+shared 2-core CI machine turns oversubscription into 10x slowdowns.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import torch
+
+torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -3,7 +3,7 @@
 from trainonce.errors import AnalysisError, CaptureError, ConstructionError, TrainonceError
 from trainonce.groups.search_space import SearchSpace, analyze
 from trainonce.metrics import compare
-from trainonce.optim import HESSO, HESSOMetrics
+from trainonce.optim import DHSPG, HESSO, HESSOMetrics
 
-__all__ = ["HESSO", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare"]
+__all__ = ["DHSPG", "HESSO", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare"]
 __version__ = "0.1.0"

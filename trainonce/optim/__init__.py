@@ -1,6 +1,7 @@
 """Structured-sparsity optimizers that wrap any ``torch.optim`` optimizer."""
 
+from trainonce.optim.dhspg import DHSPG, Penalty
 from trainonce.optim.hesso import HESSO, HESSOMetrics
 from trainonce.optim.saliency import CRITERIA, DEFAULT_IMPORTANCE
 
-__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "HESSO", "HESSOMetrics"]
+__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DHSPG", "HESSO", "HESSOMetrics", "Penalty"]

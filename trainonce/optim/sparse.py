@@ -33,6 +33,8 @@ class GroupSparseOptimizer(WrappedOptimizer):
 
     def new_state(self, **entries: Any) -> dict[str, Any]:
         """Create this optimizer's state entry (``num_groups`` guards against loading a foreign one)."""
+        for key in [k for k in self.state if isinstance(k, str)]:  # a base is driven by one trainonce optimizer at a time
+            del self.state[key]  # type: ignore[arg-type]
         state = {"step": 0, "num_groups": self.index.num_groups, **entries}
         self.state[self.STATE_KEY] = state  # type: ignore[index]
         return state
