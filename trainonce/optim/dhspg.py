@@ -139,7 +139,7 @@ class DHSPG(GroupSparseOptimizer):
     def _partition(self, stats: GroupStatistics) -> None:
         """G_p: the most redundant groups, never a node group's last channel."""
         blocks = removable_blocks(-redundancy(stats), self.index.owner, torch.ones(self.index.num_groups, dtype=torch.bool), 1)
-        self.own_state["penalised"] = take_count(blocks, self.num_penalised, self.index.num_groups)
+        self.own_state["penalised"] = self.agree(take_count(blocks, self.num_penalised, self.index.num_groups))
 
     def _penalise_and_project(self, before: list[torch.Tensor], stats: GroupStatistics) -> None:
         state = self.own_state
@@ -156,7 +156,7 @@ class DHSPG(GroupSparseOptimizer):
             rows.param.data.sub_(coefficient.view(shape) * x)
             agreement.append((rows.per_position(rows.param.detach()).float() * rows.per_position(x).float()).sum(1))
         inner = self.index.scatter(agreement)
-        projected = targets & (inner < self.epsilon * stats.xx)
+        projected = self.agree(targets & (inner < self.epsilon * stats.xx))
         if bool(projected.any()):
             state["zero"] = state["zero"] | projected
             self._zero_positions = None

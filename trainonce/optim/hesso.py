@@ -154,7 +154,7 @@ class HESSO(GroupSparseOptimizer):
         alive = period_of == NOT_CHOSEN
         scores = saliency(stats, self.weights, alive)
         state["scores"] = scores
-        chosen = self._choose(scores, alive, period)
+        chosen = self.agree(self._choose(scores, alive, period))
         period_of[chosen] = period
         self._positions = None
 
@@ -191,14 +191,7 @@ class HESSO(GroupSparseOptimizer):
 
     def _scale_period(self, period: int, factor: float) -> None:
         current, _ = self._positions_now(period)
-        if factor == 0.0:  # the period's last step: exactly zero, optimizer state included
-            self.zero_positions(current)
-            return
-        for rows, positions in zip(self.index.rows, current, strict=True):
-            if len(positions) == 0:
-                continue
-            param = rows.param.data
-            param.index_copy_(rows.dim, positions, param.index_select(rows.dim, positions) * factor)
+        self.scale_positions(current, factor)  # the period's last step (factor 0): exactly zero, state included
 
     def _hold_zero(self, step: int) -> None:
         phase = self.schedule.phase(step)

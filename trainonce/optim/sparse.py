@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
@@ -66,6 +67,21 @@ class GroupSparseOptimizer(WrappedOptimizer):
             dd.append(d.pow(2).sum(1))
         return GroupStatistics(self.index.scatter(xx), self.index.scatter(xd), self.index.scatter(dd), self.index.numel)
 
+    # -- distributed ------------------------------------------------------------------------
+    def agree(self, decision: torch.Tensor) -> torch.Tensor:
+        """The same decision on every rank: rank 0's copy is broadcast.
+
+        Under DistributedDataParallel gradients are all-reduced, so every rank computes the same
+        scores; broadcasting the (small) decision guards against nondeterministic kernels
+        making two ranks remove different groups, which would silently fork the model.
+        """
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return decision
+        device = self.index.rows[0].param.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        shared = decision.to(device=device, dtype=torch.uint8 if decision.dtype == torch.bool else decision.dtype).contiguous()
+        dist.broadcast(shared, src=0)
+        return shared.to(device=decision.device, dtype=decision.dtype)
+
     # -- zeroing ----------------------------------------------------------------------------
     def zero_positions(self, positions: list[torch.Tensor]) -> None:
         """Zero, per ``ParamRows``, the given positions in the weight and its optimizer state."""
@@ -76,6 +92,17 @@ class GroupSparseOptimizer(WrappedOptimizer):
             for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
                 if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
                     value.index_fill_(rows.dim, where, 0.0)
+
+    def scale_positions(self, positions: list[torch.Tensor], factor: float) -> None:
+        """Multiply the given positions by ``factor``; ``0`` zeroes them exactly, optimizer state included."""
+        if factor == 0.0:
+            self.zero_positions(positions)
+            return
+        for rows, where in zip(self.index.rows, positions, strict=True):
+            if len(where) == 0:
+                continue
+            param = rows.param.data
+            param.index_copy_(rows.dim, where, param.index_select(rows.dim, where) * factor)
 
     # -- results ----------------------------------------------------------------------------
     def zero_mask(self) -> torch.Tensor:
