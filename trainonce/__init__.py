@@ -4,7 +4,7 @@ from trainonce.checkpoint import load_checkpoint, save_checkpoint
 from trainonce.errors import AnalysisError, CaptureError, ConstructionError, TrainonceError
 from trainonce.groups.search_space import SearchSpace, analyze
 from trainonce.metrics import compare
-from trainonce.optim import DHSPG, HESSO, HESSOMetrics
+from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HESSOMetrics
 
-__all__ = ["DHSPG", "HESSO", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare", "load_checkpoint", "save_checkpoint"]
+__all__ = ["DHSPG", "HESSO", "HESSOCRIC", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare", "load_checkpoint", "save_checkpoint"]
 __version__ = "0.1.0"

@@ -76,18 +76,26 @@ def test_every_base_reaches_exactly_k_zero_groups_and_constructs(base_name: str)
     opt = trainonce.HESSO(BASES[base_name](model), space, target_sparsity=0.45, start_step=3, pruning_steps=12, periods=4)
     n = space.num_prunable
     k = int(n * 0.45)
-    train(model, opt, range(20), batches())
+    committed: list[bool] = []
+
+    def state_zeroed_at_commit(step: int) -> None:  # the step a period ends: its groups' state is zeroed with them
+        period, tau = divmod(step - 3, 3)
+        if 0 <= period < 4 and tau == 2:
+            ended = opt.own_state["period_of"] == period
+            for rows in opt.index.rows:
+                positions = rows.positions(ended)
+                for value in opt.state[rows.param].values():
+                    if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
+                        assert not value.index_select(rows.dim, positions).any()
+            committed.append(True)
+
+    train(model, opt, range(20), batches(), after_step=state_zeroed_at_commit)
+    assert len(committed) == 4
     assert opt.finished
     norms = opt.index.squared_norms()
     assert int((norms == 0).sum()) == k
     assert opt.metrics().num_zero_groups == k and opt.metrics().group_sparsity == k / n
     assert torch.equal(norms == 0, opt.zero_mask())
-    # held groups: optimizer state zeroed too
-    for rows in opt.index.rows:
-        positions = rows.positions(opt.zero_mask())
-        for value in opt.state[rows.param].values():
-            if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
-                assert not value.index_select(rows.dim, positions).any()
     compact = space.construct(opt.redundant())
     with torch.no_grad():
         assert torch.allclose(compact(inputs), model(inputs), atol=1e-5)

@@ -12,6 +12,8 @@ so the next forward pass already sees the new weights):
 1. ``warmup`` — plain base steps until ``start_step``.
 2. The anchor step (``start_step``): the grouped weights are snapshotted (the weights the
    reference loss is measured at), the reference loss is recorded and saliency sampling starts.
+   Each probe compares with the unprobed loss of its own step (closure) or of the step before
+   (loss mode), not with the anchor's, so the loss falling during probing biases no ratio.
 3. ``probe`` — loss sensitivity of every node group of width >= 2: for each trial sparsity in
    ``trial_sparsities`` its lowest-saliency fraction is zeroed, the loss ratio is measured and
    the weights are restored. One probe per step. With ``step(closure)`` the probe is evaluated
@@ -38,12 +40,15 @@ so the next forward pass already sees the new weights):
    Choice: suspects come from the cycle's mean score, not from every single step: single-step
    scores flicker around the bottom-K boundary, so per-step collection finds "new" suspects in
    almost every cycle and the stop rule would rarely fire.
-5. ``decay`` — the final ranking is the mean saliency over every step sampled since the anchor,
+5. ``decay`` — the final ranking is the mean saliency over every step sampled since the anchor
+   (including the steps in which a cycle was decaying the group: a group that resists its decay
+   shows large Taylor terms, evidence of importance; its shrinking magnitude counts against it),
    scaled to a mean magnitude of 1, plus ``sensitivity_weight`` times the loss sensitivity of
    the group's node group (mean over trials of ``log(1 + max(0, relative loss increase))``), so
    groups of sensitive node groups are protected. Its bottom-K decays linearly over
    ``hybrid_steps`` steps, as in HESSO, to exactly zero.
-6. ``done`` — the K groups are held at exactly zero, weights and optimizer state.
+6. ``done`` — the K groups are held at exactly zero (their optimizer state is zeroed at the
+   step they reach zero, then the weights are re-zeroed after every step, as in HESSO).
 
 At most ``pruning_steps_bound()`` steps pass from ``start_step`` to ``done``. All decisions and
 measurements, the snapshot included, live in ``self.state["hesso_cric"]``, so ``state_dict()``
@@ -195,7 +200,7 @@ class HESSOCRIC(GroupSparseOptimizer):
             result = self._decay_step(closure)
         else:
             result = self.base_step(closure)
-            self.zero_positions(self._positions_of("final"))
+            self.multiply_groups(torch.where(state["final"], 0.0, 1.0).double())  # hold; state was zeroed when they reached zero
         state["step"] += 1
         return result
 
@@ -272,7 +277,7 @@ class HESSOCRIC(GroupSparseOptimizer):
             raise TrainonceError(
                 f"HESSOCRIC needs the loss at {when} (step {self.own_state['step']}): call opt.step(closure) with a closure "
                 "that returns the loss, or opt.step(loss=loss) after loss.backward()")
-        return float(value)
+        return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
     # -- saliency sampling ------------------------------------------------------------------
     def _sample(self, before: list[torch.Tensor]) -> torch.Tensor:

@@ -107,12 +107,7 @@ class DHSPG(GroupSparseOptimizer):
         self.start_step = start_step
         self.epsilon = epsilon
         self.penalty = penalty or Penalty.default_for(base)
-        self._zero_positions: tuple[int, list[torch.Tensor]] | None = None
         self.new_state(penalised=torch.zeros(n, dtype=torch.bool), zero=torch.zeros(n, dtype=torch.bool))
-
-    def after_load(self) -> None:
-        super().after_load()
-        self._zero_positions = None
 
     @property
     def penalising(self) -> bool:
@@ -132,7 +127,9 @@ class DHSPG(GroupSparseOptimizer):
             if partition:
                 self._partition(stats)
             self._penalise_and_project(before, stats)
-        self.zero_positions(self._positions_of_zero())
+        zero = state["zero"]
+        if bool(zero.any()):  # hold: re-zero the weights after every base step
+            self.multiply_groups(torch.where(zero, 0.0, 1.0).double())
         state["step"] += 1
         return loss
 
@@ -158,15 +155,8 @@ class DHSPG(GroupSparseOptimizer):
         inner = self.index.scatter(agreement)
         projected = self.agree(targets & (inner < self.epsilon * stats.xx))
         if bool(projected.any()):
+            self.zero_positions([rows.positions(projected) for rows in self.index.rows])  # state too, once
             state["zero"] = state["zero"] | projected
-            self._zero_positions = None
-
-    def _positions_of_zero(self) -> list[torch.Tensor]:
-        zero = self.own_state["zero"]
-        count = int(zero.sum())
-        if self._zero_positions is None or self._zero_positions[0] != count:
-            self._zero_positions = (count, [rows.positions(zero) for rows in self.index.rows])
-        return self._zero_positions[1]
 
     def zero_mask(self) -> torch.Tensor:
         return self.own_state["zero"].clone()

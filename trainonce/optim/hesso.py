@@ -105,7 +105,6 @@ class HESSO(GroupSparseOptimizer):
         self.divisible = group_divisible
         self.cost = None if self.target_name == "target_sparsity" else CostModel(self.index, self.target_name.removeprefix("target_"))
         self.num_target = self._count_target() if self.cost is None else 0
-        self._positions: tuple[int, list[torch.Tensor], list[torch.Tensor]] | None = None
         self.new_state(period_of=torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
                        scores=torch.zeros(self.index.num_groups, dtype=torch.float64))
 
@@ -123,10 +122,6 @@ class HESSO(GroupSparseOptimizer):
             raise TrainonceError(f"target_sparsity={self.target} of N={self.index.num_groups} groups removes nothing; raise it")
         return k
 
-    def after_load(self) -> None:
-        super().after_load()
-        self._positions = None
-
     # -- the step ---------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
@@ -136,13 +131,9 @@ class HESSO(GroupSparseOptimizer):
         selecting = phase is not None and phase[1] == 0
         before = self.snapshot() if selecting else None
         loss = self.base_step(closure)
-        if phase is not None:
-            period, tau = phase
-            if before is not None:
-                self._select(period, before)
-            length = self.schedule.length
-            self._scale_period(period, (length - tau - 1) / (length - tau))
-        self._hold_zero(step)
+        if phase is not None and before is not None:
+            self._select(phase[0], before)
+        self._apply_schedule(step)
         state["step"] = step + 1
         return loss
 
@@ -156,7 +147,6 @@ class HESSO(GroupSparseOptimizer):
         state["scores"] = scores
         chosen = self.agree(self._choose(scores, alive, period))
         period_of[chosen] = period
-        self._positions = None
 
     def _choose(self, scores: torch.Tensor, alive: torch.Tensor, period: int) -> torch.Tensor:
         """This period's groups: the quota that brings the cumulative total to its target."""
@@ -180,23 +170,21 @@ class HESSO(GroupSparseOptimizer):
             chosen |= more
         return chosen
 
-    def _positions_now(self, period: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per parameter: positions of this period's groups and of earlier (held) ones."""
-        if self._positions is None or self._positions[0] != period:
-            period_of = self.own_state["period_of"]
-            current = period_of == period
-            earlier = (period_of != NOT_CHOSEN) & (period_of < period)
-            self._positions = (period, [r.positions(current) for r in self.index.rows], [r.positions(earlier) for r in self.index.rows])
-        return self._positions[1], self._positions[2]
-
-    def _scale_period(self, period: int, factor: float) -> None:
-        current, _ = self._positions_now(period)
-        self.scale_positions(current, factor)  # the period's last step (factor 0): exactly zero, state included
-
-    def _hold_zero(self, step: int) -> None:
+    def _apply_schedule(self, step: int) -> None:
+        """After the base step: decay this period's groups, hold earlier ones at zero, in one pass."""
+        period_of = self.own_state["period_of"]
         phase = self.schedule.phase(step)
         period = phase[0] if phase is not None else (self.schedule.periods if step >= self.schedule.end else 0)
-        self.zero_positions(self._positions_now(period)[1])
+        factors = torch.ones(self.index.num_groups, dtype=torch.float64)
+        factors[(period_of != NOT_CHOSEN) & (period_of < period)] = 0.0
+        committing = False
+        if phase is not None:
+            length, tau = self.schedule.length, phase[1]
+            factor = (length - tau - 1) / (length - tau)
+            factors[period_of == period] = factor
+            committing = factor == 0.0  # the period's last step: its groups reach exactly zero, state included
+        if bool((factors != 1).any()):
+            self.multiply_groups(factors, with_state=committing)
 
     # -- results ----------------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ state tensor shaped like them (momentum, Adam moments), so a removed group canno
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,6 +23,16 @@ from trainonce.optim.saliency import GroupStatistics
 from trainonce.optim.wrapper import WrappedOptimizer
 
 
+@dataclass(frozen=True)
+class _GroupLayout:
+    """All parameters' group ids end to end (``N`` = no group), to build multipliers in one gather."""
+
+    gid: torch.Tensor
+    row: torch.Tensor  # which ParamRows each position belongs to
+    sizes: list[int]
+    shapes: list[list[int]]
+
+
 class GroupSparseOptimizer(WrappedOptimizer):
     """Base of HESSO, DHSPG, ...; subclasses define ``zero_mask`` and their step."""
 
@@ -31,6 +42,8 @@ class GroupSparseOptimizer(WrappedOptimizer):
             raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
         self.space = space
         self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
+        self._multiplier_cache: list[tuple[list[torch.Tensor], float, list[torch.Tensor | None]]] = []
+        self._layout: _GroupLayout | None = None
 
     def new_state(self, **entries: Any) -> dict[str, Any]:
         """Create this optimizer's state entry (``num_groups`` guards against loading a foreign one)."""
@@ -83,26 +96,99 @@ class GroupSparseOptimizer(WrappedOptimizer):
         return shared.to(device=decision.device, dtype=decision.dtype)
 
     # -- zeroing ----------------------------------------------------------------------------
+    # Why multiplies: on CPU, multiplying a tensor by a broadcast 0/1 vector along the pruned
+    # dimension is ~5x faster than ``index_fill_`` of the same rows, and one ``_foreach_mul_``
+    # call covers every parameter. The multiplier vectors are cached per positions list.
+
     def zero_positions(self, positions: list[torch.Tensor]) -> None:
-        """Zero, per ``ParamRows``, the given positions in the weight and its optimizer state."""
-        for rows, where in zip(self.index.rows, positions, strict=True):
-            if len(where) == 0:
-                continue
-            rows.param.data.index_fill_(rows.dim, where, 0.0)
-            for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
-                if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
-                    value.index_fill_(rows.dim, where, 0.0)
+        """Zero the given positions exactly, in the weights and in their optimizer state.
+
+        Used when groups become zero: they start their held life without stale momentum.
+        """
+        self._multiply(positions, 0.0, with_state=True)
 
     def scale_positions(self, positions: list[torch.Tensor], factor: float) -> None:
         """Multiply the given positions by ``factor``; ``0`` zeroes them exactly, optimizer state included."""
-        if factor == 0.0:
-            self.zero_positions(positions)
-            return
+        self._multiply(positions, factor, with_state=factor == 0.0)
+
+    def multiply_groups(self, factors: torch.Tensor, with_state: bool = False) -> None:
+        """Multiply every group ``g`` by ``factors[g]`` (a float (N,) vector; 1 = untouched).
+
+        One gather builds the multipliers of all parameters, one ``_foreach_mul_`` applies them,
+        and parameters whose groups are all untouched are skipped: the per-step cost is a single
+        pass over the weights that hold zero or decaying groups. ``with_state``: multiply their
+        optimizer state too (when groups reach zero).
+        """
+        layout = self._group_layout()
+        extended = torch.cat([factors.double(), torch.ones(1, dtype=torch.float64)])
+        all_multipliers = extended[layout.gid]
+        touched = torch.zeros(len(self.index.rows), dtype=torch.float64).index_add_(0, layout.row, (all_multipliers != 1).double()) > 0
+        tensors, multipliers = [], []
+        for rows, vector, shape, hit in zip(self.index.rows, all_multipliers.split(layout.sizes), layout.shapes, touched.tolist(), strict=True):
+            if not hit:
+                continue
+            multiplier = vector.to(device=rows.param.device, dtype=rows.param.dtype).view(shape)
+            tensors.append(rows.param.data)
+            multipliers.append(multiplier)
+            if with_state:
+                for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
+                    if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
+                        tensors.append(value)
+                        multipliers.append(multiplier)
+        if tensors:
+            torch._foreach_mul_(tensors, multipliers)
+
+    def _group_layout(self) -> _GroupLayout:
+        if self._layout is None:
+            sizes = [len(rows.gid) for rows in self.index.rows]
+            gid = torch.cat([rows.gid.cpu() for rows in self.index.rows])
+            shapes = []
+            for rows in self.index.rows:
+                shape = [1] * rows.param.ndim
+                shape[rows.dim] = -1
+                shapes.append(shape)
+            self._layout = _GroupLayout(
+                gid=torch.where(gid >= 0, gid, self.index.num_groups),
+                row=torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)),
+                sizes=sizes, shapes=shapes)
+        return self._layout
+
+    def _multiply(self, positions: list[torch.Tensor], factor: float, with_state: bool) -> None:
+        multipliers = self._multipliers(positions, factor)
+        tensors, factors = [], []
+        for rows, multiplier in zip(self.index.rows, multipliers, strict=True):
+            if multiplier is None:
+                continue
+            tensors.append(rows.param.data)
+            factors.append(multiplier)
+            if with_state:
+                for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
+                    if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
+                        tensors.append(value)
+                        factors.append(multiplier)
+        if tensors:
+            torch._foreach_mul_(tensors, factors)
+
+    def _multipliers(self, positions: list[torch.Tensor], factor: float) -> list[torch.Tensor | None]:
+        """Per ``ParamRows``: 1 everywhere, ``factor`` at ``positions``, shaped to broadcast."""
+        cache = self._multiplier_cache
+        for cached_positions, cached_factor, multipliers in cache:
+            if cached_positions is positions and cached_factor == factor:
+                return multipliers
+        multipliers = []
         for rows, where in zip(self.index.rows, positions, strict=True):
             if len(where) == 0:
+                multipliers.append(None)
                 continue
-            param = rows.param.data
-            param.index_copy_(rows.dim, where, param.index_select(rows.dim, where) * factor)
+            param = rows.param
+            vector = torch.ones(param.shape[rows.dim], dtype=param.dtype, device=param.device)
+            vector[where] = factor
+            shape = [1] * param.ndim
+            shape[rows.dim] = -1
+            multipliers.append(vector.view(shape))
+        cache.insert(0, (positions, factor, multipliers))
+        del cache[4:]
+        return multipliers
 
     # -- results ----------------------------------------------------------------------------
     def zero_mask(self) -> torch.Tensor:
