@@ -26,13 +26,16 @@ def make_optimizer(name: str, model: nn.Module, space: trainonce.SearchSpace) ->
     if name == "hesso":
         return trainonce.HESSO(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True), space, 0.5,
                                start_step=5, pruning_steps=25, periods=5)
+    if name == "cric":
+        return trainonce.HESSOCRIC(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), space, 0.5, start_step=3,
+                                   sampling_steps=4, max_cycles=2, hybrid_steps=6)
     return trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=5,
                            penalty=Penalty(0.5, 2.0, 10.0))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("optimizer", choices=["hesso", "dhspg"])
+    parser.add_argument("optimizer", choices=["hesso", "dhspg", "cric"])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("result", type=Path)
     parser.add_argument("--delay", type=float, default=0.0)
@@ -48,7 +51,7 @@ def main() -> None:
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x) + 0.01 * torch.randn(x.shape[0], 5), y)  # RNG in the loop: resumed too
         loss.backward()
-        opt.step()
+        opt.step(loss=loss) if isinstance(opt, trainonce.HESSOCRIC) else opt.step()
         trainonce.save_checkpoint(args.checkpoint, model, opt, step=step)
         print(f"checkpoint {step}", flush=True)
         time.sleep(args.delay)

@@ -37,7 +37,7 @@ def run_worker(*args: str, kill_after: int | None = None) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("optimizer", ["hesso", "dhspg"])
+@pytest.mark.parametrize("optimizer", ["hesso", "dhspg", "cric"])
 def test_killed_run_resumes_to_the_same_bits(optimizer: str, tmp_path: Path) -> None:
     run_worker(optimizer, str(tmp_path / "straight.ckpt"), str(tmp_path / "straight.pt"))
     run_worker(optimizer, str(tmp_path / "crash.ckpt"), str(tmp_path / "crash.pt"), kill_after=12)  # mid-pruning
