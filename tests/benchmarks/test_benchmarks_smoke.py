@@ -1,0 +1,73 @@
+"""Smoke tests: ``benchmarks/quality.py --quick`` and ``benchmarks/overhead.py --quick`` run end to end
+as scripts and write result files with the expected contents (each takes ~10 s on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trainonce
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / ".." / "shared" / "data" / "fashion_mnist.npz"
+HAS_HESSO = hasattr(trainonce, "HESSO")
+
+
+def run_script(name: str, *args: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--quick", "--threads", "1", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.skipif(not DATA.is_file(), reason=f"Fashion-MNIST not found at {DATA}")
+def test_quality_quick(tmp_path: Path) -> None:
+    configs = "dense,hesso-0.5,oneshot-0.5" if HAS_HESSO else "dense"
+    run_script("quality.py", "--out", str(tmp_path), "--configs", configs)
+    payload = json.loads((tmp_path / "quality.json").read_text())
+    assert {"environment", "config", "runs", "summary", "verdicts", "wall_seconds"} <= set(payload)
+    assert payload["environment"]["torch"] and payload["config"]["quick"] is True
+    runs = {run["method"]: run for run in payload["runs"]}
+    assert set(runs) == set(configs.split(","))
+    for run in runs.values():
+        assert 0.0 <= run["test_acc"] <= 100.0
+        # the compact model reproduces the zeroed full model: at most one of the 500 test images may flip
+        assert abs(run["compact_test_acc"] - run["test_acc"]) <= 100.0 / 500
+        assert run["latency_ms"] > 0 and run["params"] <= run["params_full"] and run["macs"] <= run["macs_full"]
+    assert runs["dense"]["test_acc"] > 20.0  # 10 classes: one epoch on 1,280 images beats chance
+    assert runs["dense"]["mac_reduction"] == 0.0
+    assert set(payload["summary"]) == set(configs.split(","))
+    markdown = (tmp_path / "quality.md").read_text()
+    assert "| method |" in markdown and "dense" in markdown
+    if HAS_HESSO:
+        for name in ("hesso-0.5", "oneshot-0.5"):
+            run = runs[name]
+            assert run["target_groups"] == math.floor(run["num_groups"] * 0.5)
+            assert run["zero_groups"] == run["target_groups"]  # the requested sparsity, exactly
+            assert run["mac_reduction"] > 0.0 and run["params"] < run["params_full"]
+        assert "hesso-0.5" in payload["verdicts"]["targets"]
+
+
+@pytest.mark.skipif(not HAS_HESSO, reason="trainonce.HESSO is not available yet")
+def test_overhead_quick(tmp_path: Path) -> None:
+    run_script("overhead.py", "--out", str(tmp_path))
+    payload = json.loads((tmp_path / "overhead.json").read_text())
+    assert {"environment", "config", "results", "target_met", "wall_seconds"} <= set(payload)
+    config = payload["config"]
+    expected_steps = {"before": config["before"], "selection": config["periods"],
+                      "decay": config["periods"] * (config["period_length"] - 1), "hold": config["hold"]}
+    assert {(r["model"], r["base"]) for r in payload["results"]} == {
+        (m, b) for m in ("resnet_tiny", "bert_tiny") for b in ("sgd_momentum", "adamw")}
+    for result in payload["results"]:
+        assert result["final_zero_groups"] == math.floor(result["num_groups"] * config["sparsity"])
+        for phase, stats in result["phases"].items():
+            assert stats["steps"] == expected_steps[phase]
+            for key in ("base_ms", "hesso_ms", "ratio", "paired_ratio_median"):
+                assert isinstance(stats[key], float) and stats[key] > 0.0 and math.isfinite(stats[key])
+    assert "| model |" in (tmp_path / "overhead.md").read_text()
