@@ -140,7 +140,6 @@ class HESSOCRIC(GroupSparseOptimizer):
         self.num_target = self._count_target(target_sparsity)
         widths = [g.size for g in self.index.node_groups]
         self.plan = ProbePlan(tuple(j for j, w in enumerate(widths) if w >= 2), tuple(float(t) for t in trial_sparsities))
-        self._positions: dict[str, list[torch.Tensor]] = {}
         n = self.index.num_groups
         no_groups = torch.zeros(n, dtype=torch.bool)
         self.new_state(
@@ -180,7 +179,6 @@ class HESSOCRIC(GroupSparseOptimizer):
                 state[key] = [t.to(device) for t, device in zip(state[key], devices, strict=True)]
         if state["probe_buffers"] is not None:
             state["probe_buffers"] = [t.to(b.device) for t, b in zip(state["probe_buffers"], self._buffers(), strict=True)]
-        self._positions = {}
 
     # -- the step ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -257,7 +255,7 @@ class HESSOCRIC(GroupSparseOptimizer):
         scores = self._sample(before)
         state["cycle_sum"] += scores
         state["cycle_scores"] += 1
-        self.scale_positions(self._positions_of("violating"), linear_factor(self.sampling_steps, state["phase_step"]))
+        self.scale_groups(state["violating"], linear_factor(self.sampling_steps, state["phase_step"]))
         state["phase_step"] += 1
         if state["phase_step"] == self.sampling_steps:
             self._end_cycle()
@@ -266,7 +264,7 @@ class HESSOCRIC(GroupSparseOptimizer):
     def _decay_step(self, closure: Callable[[], Any] | None) -> Any:
         state = self.own_state
         result = self.base_step(closure)
-        self.scale_positions(self._positions_of("final"), linear_factor(self.hybrid_steps, state["phase_step"]))
+        self.scale_groups(state["final"], linear_factor(self.hybrid_steps, state["phase_step"]))
         state["phase_step"] += 1
         if state["phase_step"] == self.hybrid_steps:
             state["phase"] = "done"
@@ -361,7 +359,6 @@ class HESSOCRIC(GroupSparseOptimizer):
     def _new_cycle_scores(self) -> None:
         self.own_state["cycle_sum"] = torch.zeros(self.index.num_groups, dtype=torch.float64)
         self.own_state["cycle_scores"] = 0
-        self._positions.clear()
 
     def _end_cycle(self) -> None:
         """Collect the new suspects, restore the decayed groups, then cycle again or stop."""
@@ -396,13 +393,6 @@ class HESSOCRIC(GroupSparseOptimizer):
         state.update(phase="decay", phase_step=0, final=self._bottom_k(self.final_ranking()), snapshot=None,
                      violating=torch.zeros(self.index.num_groups, dtype=torch.bool))
         self._new_cycle_scores()
-
-    def _positions_of(self, name: str) -> list[torch.Tensor]:
-        """Per-parameter positions of the ``violating`` or ``final`` set (cached until the set changes)."""
-        if name not in self._positions:
-            mask = self.own_state[name]
-            self._positions[name] = [rows.positions(mask) for rows in self.index.rows]
-        return self._positions[name]
 
     # -- results ----------------------------------------------------------------------------
     @property

@@ -155,7 +155,7 @@ class DHSPG(GroupSparseOptimizer):
         inner = self.index.scatter(agreement)
         projected = self.agree(targets & (inner < self.epsilon * stats.xx))
         if bool(projected.any()):
-            self.zero_positions([rows.positions(projected) for rows in self.index.rows])  # state too, once
+            self.scale_groups(projected, 0.0)  # state too, once
             state["zero"] = state["zero"] | projected
 
     def zero_mask(self) -> torch.Tensor:

@@ -42,7 +42,6 @@ class GroupSparseOptimizer(WrappedOptimizer):
             raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
         self.space = space
         self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
-        self._multiplier_cache: list[tuple[list[torch.Tensor], float, list[torch.Tensor | None]]] = []
         self._layout: _GroupLayout | None = None
 
     def new_state(self, **entries: Any) -> dict[str, Any]:
@@ -98,18 +97,15 @@ class GroupSparseOptimizer(WrappedOptimizer):
     # -- zeroing ----------------------------------------------------------------------------
     # Why multiplies: on CPU, multiplying a tensor by a broadcast 0/1 vector along the pruned
     # dimension is ~5x faster than ``index_fill_`` of the same rows, and one ``_foreach_mul_``
-    # call covers every parameter. The multiplier vectors are cached per positions list.
+    # call covers every parameter.
 
-    def zero_positions(self, positions: list[torch.Tensor]) -> None:
-        """Zero the given positions exactly, in the weights and in their optimizer state.
+    def scale_groups(self, chosen: torch.Tensor, factor: float) -> None:
+        """Multiply the groups set in ``chosen`` (bool (N,)) by ``factor``.
 
-        Used when groups become zero: they start their held life without stale momentum.
+        ``0`` zeroes them exactly, optimizer state included: they start their held life
+        without stale momentum.
         """
-        self._multiply(positions, 0.0, with_state=True)
-
-    def scale_positions(self, positions: list[torch.Tensor], factor: float) -> None:
-        """Multiply the given positions by ``factor``; ``0`` zeroes them exactly, optimizer state included."""
-        self._multiply(positions, factor, with_state=factor == 0.0)
+        self.multiply_groups(torch.where(chosen, factor, 1.0).double(), with_state=factor == 0.0)
 
     def multiply_groups(self, factors: torch.Tensor, with_state: bool = False) -> None:
         """Multiply every group ``g`` by ``factors[g]`` (a float (N,) vector; 1 = untouched).
@@ -152,43 +148,6 @@ class GroupSparseOptimizer(WrappedOptimizer):
                 row=torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)),
                 sizes=sizes, shapes=shapes)
         return self._layout
-
-    def _multiply(self, positions: list[torch.Tensor], factor: float, with_state: bool) -> None:
-        multipliers = self._multipliers(positions, factor)
-        tensors, factors = [], []
-        for rows, multiplier in zip(self.index.rows, multipliers, strict=True):
-            if multiplier is None:
-                continue
-            tensors.append(rows.param.data)
-            factors.append(multiplier)
-            if with_state:
-                for value in self.state.get(rows.param, {}).values():  # type: ignore[call-overload]
-                    if isinstance(value, torch.Tensor) and value.shape == rows.param.shape:
-                        tensors.append(value)
-                        factors.append(multiplier)
-        if tensors:
-            torch._foreach_mul_(tensors, factors)
-
-    def _multipliers(self, positions: list[torch.Tensor], factor: float) -> list[torch.Tensor | None]:
-        """Per ``ParamRows``: 1 everywhere, ``factor`` at ``positions``, shaped to broadcast."""
-        cache = self._multiplier_cache
-        for cached_positions, cached_factor, multipliers in cache:
-            if cached_positions is positions and cached_factor == factor:
-                return multipliers
-        multipliers = []
-        for rows, where in zip(self.index.rows, positions, strict=True):
-            if len(where) == 0:
-                multipliers.append(None)
-                continue
-            param = rows.param
-            vector = torch.ones(param.shape[rows.dim], dtype=param.dtype, device=param.device)
-            vector[where] = factor
-            shape = [1] * param.ndim
-            shape[rows.dim] = -1
-            multipliers.append(vector.view(shape))
-        cache.insert(0, (positions, factor, multipliers))
-        del cache[4:]
-        return multipliers
 
     # -- results ----------------------------------------------------------------------------
     def zero_mask(self) -> torch.Tensor:
