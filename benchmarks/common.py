@@ -89,10 +89,11 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write ``name.json`` and ``name.md`` into ``out_dir`` (created if needed); return both paths."""
+def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str) -> None:
+    """Write ``name.json`` and ``name.md`` into ``out_dir`` (created if needed), print the table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
-    return json_path, md_path
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")

@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {"benchmark": "overhead", "environment": environment(), "config": {k: (display_path(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "target": f"HESSO step / base step <= {TARGET_RATIO} on non-selection steps", "results": results,
                "target_met": all(r["target_met"] for r in results), "wall_seconds": round(time.perf_counter() - started, 1)}
-    json_path, md_path = write_results(args.out, "overhead", payload, markdown(payload))
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "overhead", payload, markdown(payload))
     return payload
 
 

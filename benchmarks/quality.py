@@ -475,9 +475,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   schedule=schedule(args.epochs * steps_per_epoch, args), train_size=len(data["x_train"]), test_size=len(data["x_test"]))
     payload = {"benchmark": "quality", "environment": environment(), "config": config, "runs": rows,
                "summary": summary, "verdicts": verdicts(summary), "wall_seconds": round(time.perf_counter() - started, 1)}
-    json_path, md_path = write_results(args.out, "quality", payload, markdown(payload))
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.out, "quality", payload, markdown(payload))
     return payload
 
 

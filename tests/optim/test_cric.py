@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import trainonce
 from trainonce.errors import TrainonceError
 from trainonce.optim.cric import loss_sensitivity
 
-from .test_hesso import SmallResNet, batches, small_setup
+from .test_hesso import assert_same_weights, batches, checkpoint, restore, small_setup
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -157,8 +156,7 @@ def test_closure_probing_is_invisible_to_training() -> None:
     run(model, opt, steps, batches())
     run(twin, plain, steps, batches())
     assert opt.phase == "cycle" and bool(opt.own_state["probe_sensitivity"].isfinite().all())
-    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    assert_same_weights(model, twin)
 
 
 def test_non_prunable_parameters_keep_training_while_probing_and_cycling() -> None:
@@ -251,20 +249,13 @@ def test_state_dict_resumes_bit_for_bit(mode: str) -> None:
     run(model, opt, range(stop), data, mode=mode)
     expected = {"closure": "cycle", "loss": "probe"}[mode]
     assert opt.phase == expected and (mode == "closure" or opt.own_state["probe_pending"])
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer = checkpoint(model, opt)
     run(model, opt, total, data, mode=mode)
     assert opt.finished
 
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed = SmallResNet()
-    resumed.load_state_dict(saved["model"])
-    opt2 = make(resumed, trainonce.analyze(resumed, inputs))
-    opt2.load_state_dict(saved["opt"])
+    resumed, opt2 = restore(buffer, inputs, make)
     run(resumed, opt2, total, data, mode=mode)
-    for (name, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    assert_same_weights(model, resumed)
     assert torch.equal(opt.zero_mask(), opt2.zero_mask())
     assert opt.own_state["suspects_per_cycle"] == opt2.own_state["suspects_per_cycle"]
 

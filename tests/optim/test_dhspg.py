@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
@@ -12,7 +10,7 @@ from trainonce.errors import TrainonceError
 from trainonce.optim import Penalty
 from trainonce.optim.dhspg import adaptive_lambda
 
-from .test_hesso import SmallResNet, batches, small_setup, train
+from .test_hesso import assert_same_weights, batches, checkpoint, restore, small_setup, train
 
 STRONG = Penalty(0.2, 2.0, 10.0)  # a toy task has few steps: a stronger push than the reference default
 
@@ -67,18 +65,11 @@ def test_state_dict_resumes_bit_for_bit_mid_penalty() -> None:
     data = batches()
     train(model, opt, range(30), data)
     assert 0 < int(opt.zero_mask().sum()) < opt.num_target  # mid-penalty
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer = checkpoint(model, opt)
     train(model, opt, range(30, 60), data)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed = SmallResNet()
-    resumed.load_state_dict(saved["model"])
-    opt2 = make(resumed, trainonce.analyze(resumed, inputs))
-    opt2.load_state_dict(saved["opt"])
+    resumed, opt2 = restore(buffer, inputs, make)
     train(resumed, opt2, range(30, 60), data)
-    for (name, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    assert_same_weights(model, resumed)
     assert torch.equal(opt.zero_mask(), opt2.zero_mask())
 
 

@@ -62,6 +62,30 @@ def period_counts(opt: trainonce.HESSO) -> list[int]:
     return [int((period_of == p).sum()) for p in range(opt.schedule.periods)]
 
 
+def checkpoint(model: nn.Module, opt: torch.optim.Optimizer) -> io.BytesIO:
+    """Model and optimizer state in memory, saved as a training script would save them."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    return buffer
+
+
+def restore(buffer: io.BytesIO, inputs: torch.Tensor,
+            make: Callable[[nn.Module, trainonce.SearchSpace], torch.optim.Optimizer]) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A fresh model and optimizer loaded from ``buffer``, as a restarted process builds them."""
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    model = SmallResNet()
+    model.load_state_dict(saved["model"])
+    opt = make(model, trainonce.analyze(model, inputs))
+    opt.load_state_dict(saved["opt"])
+    return model, opt
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
 BASES: dict[str, Callable[[nn.Module], torch.optim.Optimizer]] = {
     "sgd": lambda m: torch.optim.SGD(m.parameters(), lr=0.05),
     "sgd_nesterov": lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
@@ -184,22 +208,15 @@ def test_state_dict_mid_period_resumes_bit_for_bit() -> None:
         opt = trainonce.HESSO(make_base(model), space, target_sparsity=0.5, start_step=2, pruning_steps=12, periods=3)
         data = batches()
         train(model, opt, range(7), data)  # mid-period 2 (steps 6..9)
-        buffer = io.BytesIO()
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+        buffer = checkpoint(model, opt)
         train(model, opt, range(7, 20), data)
 
-        buffer.seek(0)
-        saved = torch.load(buffer, weights_only=True)
         torch.manual_seed(123)
-        resumed = SmallResNet()
-        resumed.load_state_dict(saved["model"])
-        space2 = trainonce.analyze(resumed, inputs)
-        opt2 = trainonce.HESSO(make_base(resumed), space2, target_sparsity=0.5, start_step=2, pruning_steps=12, periods=3)
-        opt2.load_state_dict(saved["opt"])
+        resumed, opt2 = restore(buffer, inputs, lambda m, sp, mb=make_base: trainonce.HESSO(
+            mb(m), sp, target_sparsity=0.5, start_step=2, pruning_steps=12, periods=3))
         assert opt2.own_state["step"] == 7
         train(resumed, opt2, range(7, 20), data)
-        for (name, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items(), strict=True):
-            assert torch.equal(a, b), name
+        assert_same_weights(model, resumed)
         assert torch.equal(opt.own_state["period_of"], opt2.own_state["period_of"])
 
         # rolling the same optimizer back to the checkpoint (its caches must follow) resumes identically too
