@@ -4,7 +4,8 @@ Each factory seeds torch itself and returns (model in eval mode, example inputs)
 example inputs are a tensor, a tuple of tensors (positional) or a dict (keyword).
 Tags: "cnn", "transformer", "hf", "rnn", "reference" (full-size, parameter count is
 pinned), "slow" (noticeably slower to build/export), plus construct tags such as
-"depthwise", "grouped", "concat", "custom_op", "tied", "multi_input".
+"depthwise", "grouped", "concat", "custom_op", "tied", "multi_input", and "supernet"
+(many summed/concatenated branches, for erasing mode).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from zoo import (
     resnet,
     resnext,
     rnn,
+    supernet,
     swin,
     transformer,
     unet,
@@ -68,6 +70,11 @@ _ENTRIES = [
     _entry(multibranch.shufflenet_small, "cnn", "depthwise", "concat", "shuffle"),
     _entry(yolo.c2f_small, "cnn", "concat", "split"),
     _entry(yolo.split_slice_net, "cnn", "concat", "split"),
+    # super-networks for erasing mode (parallel / residual branches summed or concatenated)
+    _entry(supernet.darts_supernet, "cnn", "supernet", "concat"),
+    _entry(supernet.stacked_unets, "cnn", "supernet", "concat", "conv_transpose"),
+    _entry(supernet.super_residual, "cnn", "supernet"),
+    _entry(supernet.deep_plain_residual, "cnn", "supernet"),
     # transformers
     _entry(vit.vit_small, "transformer"),
     _entry(vit.vit_small_eager, "transformer"),

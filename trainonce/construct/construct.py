@@ -22,7 +22,7 @@ def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> 
         redundant = zeros
     else:
         redundant = {int(k): torch.as_tensor(v, dtype=torch.long) for k, v in redundant.items() if len(v)}
-        _check_agreement(space, redundant, zeros)
+        check_agreement(space, redundant, zeros)
     by_id = {g.id: g for g in space.node_groups}
     for group_id, indices in redundant.items():
         group = by_id.get(group_id)
@@ -43,7 +43,7 @@ def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> 
     return compact
 
 
-def _check_agreement(space: SearchSpace, redundant: Redundant, zeros: Redundant) -> None:
+def check_agreement(space: SearchSpace, redundant: Redundant, zeros: Redundant) -> None:
     for group_id, indices in redundant.items():
         found = set(zeros.get(group_id, torch.zeros(0, dtype=torch.long)).tolist())
         missing = sorted(set(indices.tolist()) - found)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,13 +14,19 @@ from trainonce.graph.inputs import ExampleInputs
 from trainonce.graph.ir import Graph
 from trainonce.groups.atoms import Layout
 from trainonce.groups.propagate import Propagation, propagate
-from trainonce.groups.space import NodeGroup, build_node_groups
+from trainonce.groups.space import NodeGroup, build_node_groups, normalized_tensor_layouts
+
+if TYPE_CHECKING:
+    from trainonce.groups.segments import ErasingGraph
 
 Redundant = dict[int, torch.Tensor]  # node group id -> indices of the channels removed
 
 
 class SearchSpace:
     """Node groups of a model plus everything needed to zero, score and remove them."""
+
+    mode = "prune"
+    erasing: ErasingGraph | None = None  # erasing mode: which sets of groups may go together
 
     def __init__(self, model: nn.Module, inputs: ExampleInputs, graph: Graph, propagation: Propagation,
                  node_groups: list[NodeGroup], layouts: dict[int, list[Layout]]) -> None:
@@ -145,21 +151,25 @@ class SearchSpace:
 
 def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude: tuple[str, ...] = (),
             head_mode: str = "heads", probe: bool = True) -> SearchSpace:
-    """Trace ``model`` and build its pruning search space.
+    """Trace ``model`` and build its search space.
 
     ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs.
-    ``exclude``: module names whose channels must not be pruned. ``head_mode``: prune whole
-    attention heads (``"heads"``) or the same head-dim coordinates in every head (``"head_dim"``).
+    ``mode``: ``"prune"`` (channels and heads) or ``"erase"`` (whole operators: an
+    ``ErasingSpace``). ``exclude``: module names whose channels (or segments) must be kept.
+    ``head_mode``: prune whole attention heads (``"heads"``) or the same head-dim coordinates in
+    every head (``"head_dim"``). ``probe``: try each removal on a ``meta`` skeleton first.
     """
-    if mode != "prune":
-        raise TrainonceError(f"mode={mode!r} is not available yet; use mode='prune'")
+    if mode not in ("prune", "erase"):
+        raise TrainonceError(f"mode must be 'prune' or 'erase', got {mode!r}")
     if head_mode not in ("heads", "head_dim"):
         raise TrainonceError(f"head_mode must be 'heads' or 'head_dim', got {head_mode!r}")
     if not isinstance(model, nn.Module):
         raise TrainonceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = ExampleInputs.of(example_inputs)
-    graph, _ = capture(model, inputs)
+    graph, program = capture(model, inputs)
     propagation = propagate(graph, exclude)
+    if mode == "erase":
+        return _erasing_space(model, inputs, graph, propagation, program, exclude, probe)
     groups, layouts = build_node_groups(propagation, head_mode)
     space = SearchSpace(model, inputs, graph, propagation, groups, layouts)
     if probe:
@@ -171,3 +181,15 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
     return space
 
 
+
+
+def _erasing_space(model: nn.Module, inputs: ExampleInputs, graph: Graph, propagation: Propagation,
+                   program: torch.export.ExportedProgram, exclude: tuple[str, ...], probe: bool) -> SearchSpace:
+    from trainonce.groups.erasing import ErasingSpace
+    from trainonce.groups.segments import ErasingGraph
+
+    layouts = normalized_tensor_layouts(propagation, graph.tensors)
+    space = ErasingSpace(model, inputs, graph, propagation, layouts, program, ErasingGraph(graph, propagation, exclude))
+    if probe:
+        space.probe()
+    return space

@@ -67,7 +67,7 @@ def build_node_groups(p: Propagation, head_mode: str = "heads") -> tuple[list[No
     graph = p.graph
     atoms = p.atoms
     tensors = graph.tensors
-    layouts = _normalized_tensor_layouts(p, tensors)
+    layouts = normalized_tensor_layouts(p, tensors)
     in_activations = {atoms.find(a).id for v in graph.values if v.kind is ValueKind.ACTIVATION and v.id in p.layouts
                       for layout in p.dims(v) for a in atoms.leaves(layout)}
     consumed = _atom_sets(p, p.consumed)
@@ -122,7 +122,7 @@ def _candidate(atom: Atom) -> bool:
     return atom.frozen is None and atom.size > 1
 
 
-def _normalized_tensor_layouts(p: Propagation, tensors: Iterable[Value]) -> dict[int, list[Layout]]:
+def normalized_tensor_layouts(p: Propagation, tensors: Iterable[Value]) -> dict[int, list[Layout]]:
     """Normalise every parameter/buffer layout; what cannot be normalised is frozen."""
     return {value.id: [_normalize_or_freeze(p, value, layout) for layout in p.dims(value)] for value in tensors}
 
