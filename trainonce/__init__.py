@@ -2,9 +2,10 @@
 
 from trainonce.checkpoint import load_checkpoint, save_checkpoint
 from trainonce.errors import AnalysisError, CaptureError, ConstructionError, TrainonceError
+from trainonce.groups.erasing import ErasingSpace
 from trainonce.groups.search_space import SearchSpace, analyze
 from trainonce.metrics import compare
-from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HESSOMetrics
+from trainonce.optim import DHSPG, H2SPG, HESSO, HESSOCRIC, HESSOMetrics
 
-__all__ = ["DHSPG", "HESSO", "HESSOCRIC", "AnalysisError", "CaptureError", "ConstructionError", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare", "load_checkpoint", "save_checkpoint"]
+__all__ = ["DHSPG", "H2SPG", "HESSO", "HESSOCRIC", "AnalysisError", "CaptureError", "ConstructionError", "ErasingSpace", "HESSOMetrics", "SearchSpace", "TrainonceError", "analyze", "compare", "load_checkpoint", "save_checkpoint"]
 __version__ = "0.1.0"

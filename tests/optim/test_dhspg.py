@@ -8,7 +8,7 @@ import torch
 import trainonce
 from trainonce.errors import TrainonceError
 from trainonce.optim import Penalty
-from trainonce.optim.dhspg import adaptive_lambda
+from trainonce.optim.halfspace import adaptive_lambda
 
 from .test_hesso import assert_same_weights, batches, checkpoint, restore, small_setup, train
 

@@ -79,6 +79,7 @@ class HESSO(GroupSparseOptimizer):
     """
 
     STATE_KEY = "hesso"
+    supports_erasing = True
 
     def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float | None = None, *,
                  start_step: int = 0, pruning_steps: int, periods: int = 10,
@@ -103,8 +104,10 @@ class HESSO(GroupSparseOptimizer):
         self.schedule = Schedule(start_step, pruning_steps // periods, periods)
         self.weights = check_importance(importance)
         self.divisible = group_divisible
-        self.cost = None if self.target_name == "target_sparsity" else CostModel(self.index, self.target_name.removeprefix("target_"))
-        self.num_target = self._count_target() if self.cost is None else 0
+        self.erasing = space.erasing
+        budget = self.target_name != "target_sparsity"
+        self.cost = CostModel(self.index, self.target_name.removeprefix("target_")) if budget and self.erasing is None else None
+        self.num_target = 0 if budget else self._count_target()
         self.new_state(period_of=torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
                        scores=torch.zeros(self.index.num_groups, dtype=torch.float64))
 
@@ -113,6 +116,8 @@ class HESSO(GroupSparseOptimizer):
         """K = floor(N * s); a clear error if widths cannot shrink that far."""
         sizes = torch.tensor([g.size for g in self.index.node_groups])
         removable = int(torch.where(sizes > self.divisible, sizes - self.divisible, 0).sum())
+        if self.erasing is not None:  # segments: connectivity, not widths, limits what can go
+            removable = self.index.num_groups
         k = int(self.index.num_groups * self.target)
         if k > removable:
             raise TrainonceError(
@@ -152,6 +157,8 @@ class HESSO(GroupSparseOptimizer):
         """This period's groups: the quota that brings the cumulative total to its target."""
         fraction_done = (period + 1) / self.schedule.periods
         n = self.index.num_groups
+        if self.erasing is not None:
+            return self._choose_segments(scores, alive, period)
         if self.cost is None:
             per_period = self.num_target // self.schedule.periods
             goal = self.num_target if period == self.schedule.periods - 1 else per_period * (period + 1)
@@ -168,6 +175,24 @@ class HESSO(GroupSparseOptimizer):
             if not bool(more.any()):
                 break
             chosen |= more
+        return chosen
+
+    def _choose_segments(self, scores: torch.Tensor, alive: torch.Tensor, period: int) -> torch.Tensor:
+        """Erase mode: lowest scores first, each accepted only if the network stays connected."""
+        assert self.erasing is not None
+        gone = torch.nonzero(~alive).squeeze(1).tolist()
+        ids = torch.nonzero(alive).squeeze(1)
+        order = ids[torch.sort(scores[ids], stable=True).indices].tolist()
+        if self.target_name == "target_sparsity":
+            per_period = self.num_target // self.schedule.periods
+            goal = self.num_target if period == self.schedule.periods - 1 else per_period * (period + 1)
+            accepted = self.erasing.select(order, gone, limit=max(0, goal - len(gone)))
+        else:
+            kind = self.target_name.removeprefix("target_")
+            need = self.target * self.erasing.total(kind) * (period + 1) / self.schedule.periods
+            accepted = self.erasing.select(order, gone, need=need, cost=kind)
+        chosen = torch.zeros(self.index.num_groups, dtype=torch.bool)
+        chosen[accepted] = True
         return chosen
 
     def _apply_schedule(self, step: int) -> None:

@@ -36,10 +36,17 @@ class _GroupLayout:
 class GroupSparseOptimizer(WrappedOptimizer):
     """Base of HESSO, DHSPG, ...; subclasses define ``zero_mask`` and their step."""
 
+    # Erasing spaces restrict which sets may be removed together (hierarchical selection);
+    # only optimizers that select through ``space.erasing`` may drive them.
+    supports_erasing = False
+
     def __init__(self, base: Optimizer, space: SearchSpace) -> None:
         super().__init__(base)
         if not isinstance(space, SearchSpace):
             raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
+        if space.erasing is not None and not self.supports_erasing:
+            raise TrainonceError(f"{type(self).__name__} does not keep erased segments connected; use trainonce.H2SPG or "
+                                 "trainonce.HESSO with a space from analyze(..., mode='erase')")
         self.space = space
         self.index = GroupIndex(space, (p for group in self.param_groups for p in group["params"]))
         self._layout: _GroupLayout | None = None

@@ -1,0 +1,143 @@
+"""Half-space projected training, shared by DHSPG (channels) and H2SPG (erasable segments).
+
+After ``start_step`` a *penalised* set is fixed once (how is the subclass's business). While
+fewer than the target number of groups are zero, every base step is followed, on the non-zero
+penalised groups, by
+
+1. a group-lasso step ``x_g -= lr * lambda_g * x_g / ||x_g||`` (``x_g``: the weights before the
+   base step) whose ``lambda_g`` adapts so that the combined step stays a descent direction
+   (``adaptive_lambda``), and
+2. the half-space projection: ``x_g = 0`` when ``<x_g_new, x_g> < epsilon * ||x_g||^2``, i.e.
+   when the step has carried the group most of the way to (or past) the origin.
+
+Zero groups stay zero (weights and optimizer state). Only penalised groups can ever be zeroed.
+Once the target is reached the penalty and projection stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from trainonce.errors import TrainonceError
+from trainonce.groups.search_space import SearchSpace
+from trainonce.optim.saliency import GroupStatistics
+from trainonce.optim.sparse import GroupSparseOptimizer
+
+_ADAPTIVE_BASES = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax)
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """``lambda`` (base strength), ``amplify`` (``a``) and ``cap`` (``c``) of the adaptive rule."""
+
+    lmbda: float
+    amplify: float
+    cap: float
+
+    @staticmethod
+    def default_for(base: Optimizer) -> Penalty:
+        """The reference defaults: adaptive-moment bases take steps of a different scale."""
+        return Penalty(1e-2, 20.0, 1e3) if isinstance(base, _ADAPTIVE_BASES) else Penalty(1e-3, 2.0, 10.0)
+
+
+def adaptive_lambda(xd: torch.Tensor, norm_x: torch.Tensor, dd: torch.Tensor, penalty: Penalty) -> torch.Tensor:
+    """Per-group ``lambda_g``.
+
+    When ``<x_g, d_g> < 0`` the base step grows the group; a penalty above
+    ``upper = -||d||^2 ||x|| / <x, d>`` would make ``d + lambda x/||x||`` an ascent direction,
+    and one below ``lower = -<x, d> / ||x||`` would not shrink the group at all. So
+    ``lambda_g = clip(a * lower, lambda, c * lambda)``, replaced by ``(lower + upper) / 2`` when
+    that reaches ``upper``. Otherwise the base step already shrinks the group: ``lambda``.
+    """
+    growing = xd < 0
+    safe_x = norm_x.clamp(min=1e-12)
+    safe_xd = torch.where(growing, xd, -torch.ones_like(xd))
+    lower = -safe_xd / safe_x
+    upper = -dd * safe_x / safe_xd
+    clipped = (penalty.amplify * lower).clamp(min=penalty.lmbda, max=penalty.cap * penalty.lmbda)
+    adapted = torch.where(clipped >= upper, (lower + upper) / 2, clipped)
+    return torch.where(growing, adapted, torch.full_like(xd, penalty.lmbda))
+
+
+def redundancy(stats: GroupStatistics) -> torch.Tensor:
+    """The partition score (higher = more redundant): cosine and inverse average magnitude."""
+    norm_x = stats.xx.clamp(min=0).sqrt()
+    cosine = stats.xd / (norm_x * stats.dd.clamp(min=0).sqrt()).clamp(min=1e-12)
+    inverse_magnitude = stats.numel / norm_x.clamp(min=1e-12)
+    return 0.5 * cosine / cosine.norm().clamp(min=1e-12) + 0.5 * inverse_magnitude / inverse_magnitude.norm().clamp(min=1e-12)
+
+
+class HalfSpaceOptimizer(GroupSparseOptimizer):
+    """Penalty + half-space projection on a penalised set chosen by ``_partition``."""
+
+    def __init__(self, base: Optimizer, space: SearchSpace, *, start_step: int, epsilon: float,
+                 penalty: Penalty | None) -> None:
+        super().__init__(base, space)
+        if not 0.0 <= epsilon < 1.0:
+            raise TrainonceError(f"epsilon must be in [0, 1), got {epsilon}")
+        if start_step < 0:
+            raise TrainonceError(f"start_step must be >= 0, got {start_step}")
+        self.start_step = start_step
+        self.epsilon = epsilon
+        self.penalty = penalty or Penalty.default_for(base)
+
+    @property
+    def num_target(self) -> int:
+        """How many groups must be zero before the penalty stops."""
+        raise NotImplementedError
+
+    def _partition(self, stats: GroupStatistics) -> None:
+        """Fix ``state["penalised"]`` at ``start_step`` from the step's statistics."""
+        raise NotImplementedError
+
+    @property
+    def penalising(self) -> bool:
+        """Partitioned, and the target not reached yet."""
+        state = self.own_state
+        return state["step"] > self.start_step and int(state["zero"].sum()) < self.num_target
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        state = self.own_state
+        partition = state["step"] == self.start_step
+        penalise = partition or self.penalising
+        before = self.snapshot() if penalise else None
+        loss = self.base_step(closure)
+        if before is not None:
+            stats = self.statistics(before)
+            if partition:
+                self._partition(stats)
+            self._penalise_and_project(before, stats)
+        zero = state["zero"]
+        if bool(zero.any()):  # hold: re-zero the weights after every base step
+            self.multiply_groups(torch.where(zero, 0.0, 1.0).double())
+        state["step"] += 1
+        return loss
+
+    def _penalise_and_project(self, before: list[torch.Tensor], stats: GroupStatistics) -> None:
+        state = self.own_state
+        targets = state["penalised"] & ~state["zero"] & (stats.xx > 0)
+        norm_x = stats.xx.clamp(min=0).sqrt()
+        lam = adaptive_lambda(stats.xd, norm_x, stats.dd, self.penalty)
+        scale = torch.where(targets, lam / norm_x.clamp(min=1e-12), torch.zeros_like(lam))
+        lr = self.lr_of()
+        agreement = []
+        for rows, x in zip(self.index.rows, before, strict=True):
+            coefficient = scale[rows.gid.clamp(min=0).cpu()].to(x.dtype).to(x.device) * (rows.gid >= 0) * lr[id(rows.param)]
+            shape = [1] * x.ndim
+            shape[rows.dim] = -1
+            rows.param.data.sub_(coefficient.view(shape) * x)
+            agreement.append((rows.per_position(rows.param.detach()).float() * rows.per_position(x).float()).sum(1))
+        inner = self.index.scatter(agreement)
+        projected = self.agree(targets & (inner < self.epsilon * stats.xx))
+        if bool(projected.any()):
+            self.scale_groups(projected, 0.0)  # state too, once
+            state["zero"] = state["zero"] | projected
+
+    def zero_mask(self) -> torch.Tensor:
+        return self.own_state["zero"].clone()
