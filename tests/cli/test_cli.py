@@ -33,3 +33,10 @@ def test_bad_arguments_are_one_clear_line(argv: list[str], message: str, capsys:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_analyze_in_erase_mode_erases_segments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "zoo.supernet:deep_plain_residual", "--mode", "erase", "--zero", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "erasable (GeZIGs) N = 12" in out
+    assert "zeroed 6 of 12 groups" in out and "max abs output difference: 0" in out

@@ -69,7 +69,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from trainonce.metrics import compare
 
     model, inputs = build_model(args.model, args.input_shape)
-    space = trainonce.analyze(model, inputs, exclude=tuple(args.exclude))
+    space = trainonce.analyze(model, inputs, mode=args.mode, exclude=tuple(args.exclude))
     print(space.summary(max_rows=args.rows))
     if args.zero:
         redundant = space.zero_random(args.zero, seed=args.seed)
@@ -96,6 +96,8 @@ def make_parser() -> argparse.ArgumentParser:
     analyze.add_argument("model", help="MODULE:FACTORY returning a model or (model, example_inputs), e.g. zoo.resnet:resnet18_cifar")
     analyze.add_argument("--input-shape", action="append", default=[], metavar="SHAPE",
                          help="shape of a random example input, e.g. 1,3,32,32 (repeat for several inputs)")
+    analyze.add_argument("--mode", choices=("prune", "erase"), default="prune",
+                         help="prune channels/heads (default) or erase whole operators (segments feeding add/concat joints)")
     analyze.add_argument("--exclude", action="append", default=[], metavar="MODULE", help="module name whose channels must not be pruned")
     analyze.add_argument("--zero", type=float, default=0.0, metavar="FRACTION", help="zero this fraction of groups at random, then construct and compare")
     analyze.add_argument("--seed", type=int, default=0)
