@@ -11,7 +11,7 @@ be removed together (``ErasingGraph.select``) and how the compact model is built
 from __future__ import annotations
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from trainonce.errors import ConstructionError, TrainonceError
 from trainonce.graph.inputs import ExampleInputs, output_tensors
@@ -194,13 +194,6 @@ class ErasingSpace(SearchSpace):
         chains = sum(s.kind is SegmentKind.CHAIN for s in self.erasing.segments)
         return (f"ErasingSpace({self.graph.model_name}: {len(self.erasing.segments)} segments, {chains} op chains, "
                 f"{len(self.erasing.candidates)} erasable)")
-
-
-def operator_count(module: nn.Module) -> int:
-    """Number of ATen ops a (graph) module runs: what erasing reduces."""
-    if isinstance(module, fx.GraphModule):
-        return sum(1 for n in module.graph.nodes if n.op == "call_function")
-    raise TrainonceError("operator_count needs a GraphModule (from ErasingSpace.construct)")
 
 
 def _coordinates_in(layout: Layout, atoms: set[int], g: int) -> torch.Tensor | None:

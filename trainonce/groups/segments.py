@@ -287,8 +287,7 @@ class ErasingGraph:
         gone = {self.candidates[g] for g in removed}
         accepted: list[int] = []
         for g in order:
-            if (limit is not None and len(accepted) >= limit) or (need is not None and self.saved(
-                    [self.segment_index(s) for s in gone], cost) >= need):
+            if (limit is not None and len(accepted) >= limit) or (need is not None and self._saved(gone, cost) >= need):
                 break
             segment_id = self.candidates[g]
             if segment_id in gone:
@@ -297,9 +296,6 @@ class ErasingGraph:
                 gone.add(segment_id)
                 accepted.append(g)
         return accepted
-
-    def segment_index(self, segment_id: int) -> int:
-        return self.candidates.index(segment_id)
 
     # -- what removal leaves ----------------------------------------------------------------
     def dead(self, removed: set[int]) -> set[int]:
@@ -321,10 +317,10 @@ class ErasingGraph:
 
     def saved(self, candidates: Sequence[int], cost: str = "macs") -> float:
         """MACs (or parameters) of everything erasing ``candidates`` deletes."""
-        total = 0.0
-        for segment_id in self.gone(candidates):
-            total += self.segment_cost(self.segments[segment_id], cost)
-        return total
+        return self._saved({self.candidates[g] for g in candidates}, cost)
+
+    def _saved(self, removed: set[int], cost: str) -> float:
+        return sum(self.segment_cost(self.segments[s], cost) for s in removed | self.dead(removed))
 
     def segment_cost(self, segment: Segment, cost: str) -> float:
         if cost == "params":
