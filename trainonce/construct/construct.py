@@ -16,13 +16,18 @@ if TYPE_CHECKING:
     from trainonce.groups.search_space import Redundant, SearchSpace
 
 
-def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> nn.Module:
+def resolve_redundant(space: SearchSpace, redundant: Redundant | None) -> Redundant:
+    """The groups to remove: the given ones (checked to be exactly zero in the model) or the zero ones."""
     zeros = space.redundant_from_zeros()
     if redundant is None:
-        redundant = zeros
-    else:
-        redundant = {int(k): torch.as_tensor(v, dtype=torch.long) for k, v in redundant.items() if len(v)}
-        check_agreement(space, redundant, zeros)
+        return zeros
+    redundant = {int(k): torch.as_tensor(v, dtype=torch.long) for k, v in redundant.items() if len(v)}
+    check_agreement(space, redundant, zeros)
+    return redundant
+
+
+def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> nn.Module:
+    redundant = resolve_redundant(space, redundant)
     by_id = {g.id: g for g in space.node_groups}
     for group_id, indices in redundant.items():
         group = by_id.get(group_id)

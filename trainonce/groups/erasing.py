@@ -147,16 +147,11 @@ class ErasingSpace(SearchSpace):
         ``redundant`` (e.g. ``optimizer.redundant()``) must agree with the segments whose
         parameters are exactly zero; by default those are used.
         """
-        from trainonce.construct.construct import check_agreement
+        from trainonce.construct.construct import resolve_redundant
         from trainonce.construct.erase import erased_module
         from trainonce.construct.verify import RELATIVE_TOLERANCE, max_output_difference, within_tolerance
 
-        zeros = self.redundant_from_zeros()
-        if redundant is None:
-            redundant = zeros
-        else:
-            redundant = {int(k): torch.as_tensor(v, dtype=torch.long) for k, v in redundant.items() if len(v)}
-            check_agreement(self, redundant, zeros)
+        redundant = resolve_redundant(self, redundant)
         candidates = sorted(int(g) for g in redundant.get(0, torch.zeros(0, dtype=torch.long)).tolist())
         removed = {self.erasing.candidates[g] for g in candidates}
         if not self.erasing.valid(removed):

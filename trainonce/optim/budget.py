@@ -16,10 +16,22 @@ from __future__ import annotations
 
 import torch
 
+from trainonce.errors import TrainonceError
 from trainonce.graph.ir import ValueKind
 from trainonce.metrics.macs import count_macs, node_macs
 from trainonce.metrics.params import count_parameters
 from trainonce.optim.group_index import GroupIndex
+
+
+def one_target(**targets: float | None) -> tuple[str, float]:
+    """The single target given (``target_sparsity``, ``target_params`` or ``target_flops``), checked."""
+    given = {name: value for name, value in targets.items() if value is not None}
+    if len(given) != 1:
+        raise TrainonceError(f"give exactly one of {', '.join(targets)} (got {sorted(given) or 'none'})")
+    (name, value), = given.items()
+    if not 0.0 < value < 1.0:
+        raise TrainonceError(f"{name} must be in (0, 1), got {value}")
+    return name, value
 
 
 class CostModel:

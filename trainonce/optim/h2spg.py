@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
 from trainonce.groups.search_space import SearchSpace
+from trainonce.optim.budget import one_target
 from trainonce.optim.halfspace import HalfSpaceOptimizer, Penalty, redundancy
 from trainonce.optim.saliency import GroupStatistics
 
@@ -45,13 +46,8 @@ class H2SPG(HalfSpaceOptimizer):
             raise TrainonceError("H2SPG erases whole segments: analyse the model with trainonce.analyze(model, inputs, "
                                  "mode='erase'); for channels use HESSO or DHSPG")
         super().__init__(base, space, start_step=start_step, epsilon=epsilon, penalty=penalty)
-        targets = {"target_sparsity": target_sparsity, "target_flops": target_flops, "target_params": target_params}
-        given = {name: value for name, value in targets.items() if value is not None}
-        if len(given) != 1:
-            raise TrainonceError(f"give exactly one of target_sparsity, target_flops, target_params (got {sorted(given) or 'none'})")
-        (self.target_name, self.target), = given.items()
-        if not 0.0 < self.target < 1.0:
-            raise TrainonceError(f"{self.target_name} must be in (0, 1), got {self.target}")
+        self.target_name, self.target = one_target(target_sparsity=target_sparsity, target_params=target_params,
+                                                   target_flops=target_flops)
         if not 0.0 <= ema < 1.0:
             raise TrainonceError(f"ema must be in [0, 1), got {ema}")
         n = self.index.num_groups

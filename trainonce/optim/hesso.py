@@ -25,7 +25,7 @@ from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
 from trainonce.groups.search_space import SearchSpace
-from trainonce.optim.budget import CostModel
+from trainonce.optim.budget import CostModel, one_target
 from trainonce.optim.saliency import check_importance, saliency
 from trainonce.optim.selection import removable_blocks, take_cost, take_count
 from trainonce.optim.sparse import GroupSparseOptimizer
@@ -86,13 +86,8 @@ class HESSO(GroupSparseOptimizer):
                  importance: Mapping[str, float] | None = None, group_divisible: int = 1,
                  target_params: float | None = None, target_flops: float | None = None) -> None:
         super().__init__(base, space)
-        targets = {"target_sparsity": target_sparsity, "target_params": target_params, "target_flops": target_flops}
-        given = {name: value for name, value in targets.items() if value is not None}
-        if len(given) != 1:
-            raise TrainonceError(f"give exactly one of target_sparsity, target_params, target_flops (got {sorted(given) or 'none'})")
-        (self.target_name, self.target), = given.items()
-        if not 0.0 < self.target < 1.0:
-            raise TrainonceError(f"{self.target_name} must be in (0, 1), got {self.target}")
+        self.target_name, self.target = one_target(target_sparsity=target_sparsity, target_params=target_params,
+                                                   target_flops=target_flops)
         if periods < 1:
             raise TrainonceError(f"periods must be >= 1, got {periods}")
         if pruning_steps < periods:
