@@ -71,3 +71,16 @@ def test_overhead_quick(tmp_path: Path) -> None:
             for key in ("base_ms", "hesso_ms", "ratio", "paired_ratio_median"):
                 assert isinstance(stats[key], float) and stats[key] > 0.0 and math.isfinite(stats[key])
     assert "| model |" in (tmp_path / "overhead.md").read_text()
+
+
+@pytest.mark.skipif(not DATA.is_file(), reason=f"Fashion-MNIST not found at {DATA}")
+def test_erasing_quick(tmp_path: Path) -> None:
+    run_script("erasing.py", "--out", str(tmp_path), "--configs", "dense,hesso-erase-0.5")
+    payload = json.loads((tmp_path / "erasing.json").read_text())
+    runs = {run["method"]: run for run in payload["runs"]}
+    assert set(runs) == {"dense", "hesso-erase-0.5"}
+    erased = runs["hesso-erase-0.5"]
+    assert erased["erased_segments"] and erased["mac_reduction"] >= 0.5  # the MAC target is met on schedule
+    assert erased["operators"] < erased["operators_full"]
+    assert abs(erased["compact_test_acc"] - erased["test_acc"]) <= 100.0 / 500  # exact network: at most a tie flips
+    assert "| method |" in (tmp_path / "erasing.md").read_text()
