@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` and `zoo` im
 
 import trainonce  # noqa: E402
 from benchmarks.common import RESULTS_DIR, count, display_path, environment, markdown_table, mean_std, write_results  # noqa: E402
-from benchmarks.quality import accuracy, channels_last, paired_latency, subsets, train  # noqa: E402
+from benchmarks.quality import WORKER, accuracy, channels_last, paired_latency, start_worker, subsets, train  # noqa: E402
 from trainonce.data import load_fashion_mnist  # noqa: E402
 from trainonce.optim import Penalty  # noqa: E402
 from trainonce.optim.sparse import GroupSparseOptimizer  # noqa: E402
@@ -123,16 +123,8 @@ def run(method: str, seed: int, data: dict[str, torch.Tensor], args: argparse.Na
     return row
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def start_worker(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    _WORKER.update(args=args, data=subsets(load_fashion_mnist(args.data), args.train_size, args.test_size))
-
-
 def run_in_worker(task: tuple[str, int]) -> dict[str, Any]:
-    return run(task[0], task[1], _WORKER["data"], _WORKER["args"])
+    return run(task[0], task[1], WORKER["data"], WORKER["args"])  # loaded by quality.start_worker
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

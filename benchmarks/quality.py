@@ -293,17 +293,17 @@ def run(method: Method, seed: int, data: dict[str, torch.Tensor], args: argparse
     return row
 
 
-_WORKER: dict[str, Any] = {}  # a worker process's data and arguments, loaded once by start_worker
+WORKER: dict[str, Any] = {}  # a worker process's data and arguments, loaded once by start_worker
 
 
 def start_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    _WORKER.update(args=args, data=subsets(load_fashion_mnist(args.data), args.train_size, args.test_size))
+    WORKER.update(args=args, data=subsets(load_fashion_mnist(args.data), args.train_size, args.test_size))
 
 
 def run_in_worker(task: tuple[Method, int]) -> dict[str, Any]:
     method, seed = task
-    return run(method, seed, _WORKER["data"], _WORKER["args"])
+    return run(method, seed, WORKER["data"], WORKER["args"])
 
 
 # -----------------------------------------------------------------------------

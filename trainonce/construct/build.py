@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from trainonce.construct.attributes import update_config, update_widths
-from trainonce.construct.plan import Kept, kept_positions
+from trainonce.construct.plan import Kept, slice_to_kept
 
 if TYPE_CHECKING:
     from trainonce.groups.search_space import SearchSpace
@@ -34,10 +34,7 @@ def build_compact(space: SearchSpace, kept: Kept, device: str | None = None) -> 
         new = tensor.detach()
         if device is not None:
             new = new.to(device)
-        for d, layout in enumerate(space.layouts[value.id]):
-            positions = kept_positions(layout, kept)
-            if positions is not None:
-                new = new.index_select(d, positions.to(new.device))
+        new = slice_to_kept(new, space.layouts[value.id], kept)
         if tuple(new.shape) != tuple(tensor.shape):
             for name in value.fqns:
                 changed[name] = (tuple(tensor.shape), tuple(new.shape))

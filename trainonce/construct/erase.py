@@ -21,14 +21,14 @@ import torch
 from torch import fx, nn
 from torch.export import Dim
 
-from trainonce.construct.plan import Kept, kept_positions, kept_size
+from trainonce.construct.plan import Kept, kept_positions, kept_size, slice_to_kept
 from trainonce.graph.capture import tracing_mode
 from trainonce.graph.inputs import ExampleInputs
 
 if TYPE_CHECKING:
     from trainonce.groups.erasing import ErasingSpace
 
-SHAPE_ARGUMENTS = {"view": "size", "_unsafe_view": "size", "reshape": "shape", "expand": "size"}
+SHAPE_OPS = frozenset({"view", "_unsafe_view", "reshape", "expand"})  # their size list is argument 1
 
 
 def erased_module(space: ErasingSpace, candidates: list[int], device: str | None = None) -> fx.GraphModule:
@@ -152,18 +152,17 @@ def _resize_views(space: ErasingSpace, by_name: dict[str, fx.Node], kept: Kept, 
     """Shape arguments of views/reshapes over a concat that lost slices."""
     p = space.propagation
     for node in space.graph.nodes:
-        argument = SHAPE_ARGUMENTS.get(node.packet)
-        if argument is None or node.name in gone or not node.outputs:
+        if node.packet not in SHAPE_OPS or node.name in gone or not node.outputs:
             continue
-        out = node.outputs[0]
-        layouts = [p.atoms.normalize(layout) for layout in p.dims(out)]
-        if all(kept_positions(layout, kept) is None for layout in layouts):
+        layouts = [p.atoms.normalize(layout) for layout in p.dims(node.outputs[0])]
+        changed = [d for d, layout in enumerate(layouts) if kept_positions(layout, kept) is not None]
+        if not changed:
             continue
         fx_node = by_name[node.name]
         sizes = list(fx_node.args[1])  # type: ignore[arg-type]
-        for d, layout in enumerate(layouts):
-            if kept_positions(layout, kept) is not None and isinstance(sizes[d], int) and sizes[d] != -1:
-                sizes[d] = kept_size(layout, kept)
+        for d in changed:
+            if isinstance(sizes[d], int) and sizes[d] != -1:
+                sizes[d] = kept_size(layouts[d], kept)
         fx_node.args = (fx_node.args[0], sizes, *fx_node.args[2:])
 
 
@@ -192,10 +191,7 @@ def _install_tensors(space: ErasingSpace, module: fx.GraphModule, kept: Kept, de
 def _copy(tensor: torch.Tensor, value: Any, space: ErasingSpace, kept: Kept, device: str | None) -> torch.Tensor:
     new = tensor.detach()
     if value is not None and kept:
-        for d, layout in enumerate(space.layouts[value.id]):
-            positions = kept_positions(layout, kept)
-            if positions is not None:
-                new = new.index_select(d, positions)
+        new = slice_to_kept(new, space.layouts[value.id], kept)
     if device == "meta":
         return torch.empty_like(new, device="meta")
     if device == "share" or new.data_ptr() != tensor.data_ptr():

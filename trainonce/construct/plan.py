@@ -39,3 +39,12 @@ def kept_positions(layout: Layout, kept: Kept) -> torch.Tensor | None:
 def kept_size(layout: Layout, kept: Kept) -> int:
     positions = kept_positions(layout, kept)
     return layout_size(layout) if positions is None else int(positions.numel())
+
+
+def slice_to_kept(tensor: torch.Tensor, layouts: list[Layout], kept: Kept) -> torch.Tensor:
+    """``tensor`` with the removed positions of every dimension dropped (itself if none are)."""
+    for d, layout in enumerate(layouts):
+        positions = kept_positions(layout, kept)
+        if positions is not None:
+            tensor = tensor.index_select(d, positions.to(tensor.device))
+    return tensor
