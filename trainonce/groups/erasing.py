@@ -10,6 +10,8 @@ be removed together (``ErasingGraph.select``) and how the compact model is built
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -176,9 +178,10 @@ class ErasingSpace(SearchSpace):
 
         return summarize_erasing(self, max_rows)
 
-    def render(self, path: str, erased: list[int] | None = None) -> str:
-        """The erasing dependency graph (.svg/.pdf/.png via graphviz, or .dot); ``erased``
-        candidates, by default the zero ones, are drawn removed together with what dies with them."""
+    def render(self, path: str | Path, erased: list[int] | None = None) -> str:
+        """The erasing dependency graph (.svg/.pdf/.png via graphviz, .dot, or a self-contained .html
+        explorer); ``erased`` candidates, by default the zero ones, are drawn removed together
+        with what dies with them."""
         from trainonce.viz.segments import render_segments
 
         if erased is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -143,6 +144,17 @@ class SearchSpace:
         from trainonce.groups.summary import summarize
 
         return summarize(self, max_rows)
+
+    def render(self, path: str | Path) -> str:
+        """Draw the dependency graph with every node group in its own colour; returns the path.
+
+        ``.svg``/``.pdf``/``.png`` are drawn by graphviz, ``.dot`` writes its input text, and
+        ``.html`` writes a self-contained explorer (search a module, see its group highlighted
+        with its facts) that opens in any browser and needs neither a server nor graphviz.
+        """
+        from trainonce.viz.graph import render_search_space
+
+        return render_search_space(self, path)
 
     def __repr__(self) -> str:
         return (f"SearchSpace({self.graph.model_name}: {len(self.node_groups)} node groups, "
