@@ -11,10 +11,11 @@ import torch
 
 import trainonce
 from trainonce.cli import demo
-from trainonce.cli.demo import DemoNet, load_compact, make_schedule, save_compact
+from trainonce.cli.demo import DemoNet, load_compact, save_compact
 from trainonce.cli.main import main
 from trainonce.errors import TrainonceError
 from trainonce.metrics import count_parameters
+from trainonce.optim.schedule import make_schedule
 
 CONFIG = {"in_channels": 1, "num_classes": 10, "widths": [32, 64, 128], "stem_stride": 1}
 

@@ -29,6 +29,7 @@ from trainonce.data import DATASETS, ImageData, load_dataset
 from trainonce.errors import TrainonceError
 from trainonce.metrics import Comparison, count_parameters
 from trainonce.optim import HESSOMetrics
+from trainonce.optim.schedule import Schedule, make_schedule
 
 # -----------------------------------------------------------------------------------------------
 # The model: a ResNet in miniature. Residual sums tie channels across layers, so the search
@@ -96,36 +97,7 @@ class Preset:
 
 PRESETS = {"digits": Preset(epochs=30, batch_size=64, stem_stride=1),
            "fashion-mnist": Preset(epochs=2, batch_size=128, stem_stride=2)}
-WARMUP_FRACTION = 0.1  # steps of plain training before HESSO starts choosing groups
-PRUNING_FRACTION = 0.3  # steps over which the chosen groups are projected to zero (then fine-tuning)
-PERIODS = 10
 METRIC_POINTS = 300  # about this many HESSO metric records per run, for the plots
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When HESSO acts, in optimizer steps: warm-up, pruning window (``periods`` parts), fine-tuning."""
-
-    total_steps: int
-    start_step: int
-    pruning_steps: int
-    periods: int
-
-    @property
-    def end_step(self) -> int:
-        return self.start_step + self.pruning_steps
-
-
-def make_schedule(total_steps: int, periods: int = PERIODS) -> Schedule:
-    """10% warm-up, 30% pruning, 60% fine-tuning; fewer periods when the run is too short for ten."""
-    start = max(1, round(WARMUP_FRACTION * total_steps))
-    pruning = max(1, round(PRUNING_FRACTION * total_steps))
-    periods = min(periods, pruning)
-    pruning -= pruning % periods  # HESSO's periods are pruning_steps // periods steps long
-    if start + pruning >= total_steps:
-        raise TrainonceError(f"{total_steps} training steps are too few for a warm-up, a pruning window and "
-                             "fine-tuning: use more --epochs or a smaller --batch-size")
-    return Schedule(total_steps, start, pruning, periods)
 
 
 # -----------------------------------------------------------------------------------------------
