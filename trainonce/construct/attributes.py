@@ -80,7 +80,10 @@ def update_config(compact: nn.Module, kept: Kept, sizes: dict[int, int], head_at
     if config is None:
         return
     heads = {atom: int(kept[atom].sum()) if atom in kept else sizes[atom] for atom in head_atom_ids}
-    if heads and len({(sizes[a], k) for a, k in heads.items()}) == 1:
+    # Without an explicit ``head_dim`` the model derives it as hidden_size / num_heads (BERT,
+    # GPT-2): fewer heads in the config would mean wider heads, so the count must stay.
+    states_head_dim = isinstance(getattr(config, "head_dim", None), int)
+    if states_head_dim and heads and len({(sizes[a], k) for a, k in heads.items()}) == 1:
         size, count = sizes[next(iter(heads))], next(iter(heads.values()))
         for field in CONFIG_HEAD_FIELDS:
             value = getattr(config, field, None)

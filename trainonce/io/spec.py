@@ -1,0 +1,133 @@
+"""Architecture spec: the widths of a module tree, written as JSON and put back on a skeleton.
+
+A compact model differs from a freshly built instance of its class only in tensor shapes and in
+the plain attributes that construction rewrote (``out_features``, ``groups``, ``num_heads``,
+``head_dim`` ...). Rather than knowing which attributes matter for which layer, the spec records
+*every* public scalar attribute of every submodule, and every parameter and buffer shape, and
+puts all of them back. That restores whatever construction changed, for any module class,
+without ever storing code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainonce.errors import TrainonceError
+
+Scalar = int | float | bool | str | None
+SpecDict = dict[str, Any]
+
+
+def class_path(cls: type) -> str:
+    """``module:qualname``, the import path under which ``cls`` is found again."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_path(path: str) -> Any:
+    """The object named by ``module:qualname`` (a class or a factory function)."""
+    module_name, _, qualname = path.partition(":")
+    if not qualname or "<locals>" in qualname:
+        raise TrainonceError(f"{path!r} is not importable (a 'module:name' path at module level is needed)")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        raise TrainonceError(f"cannot import {path!r}: {error}") from error
+    return found
+
+
+def encode(value: Any) -> Any:
+    """JSON form of a public scalar attribute (tuples tagged, so they come back as tuples)."""
+    if isinstance(value, tuple):
+        return {"tuple": [encode(v) for v in value]}
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    return value
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(decode(v) for v in value["tuple"])
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def is_scalar(value: Any) -> bool:
+    """int/float/bool/str/None, or tuples/lists of them: the values a width can hide in."""
+    if isinstance(value, (tuple, list)):
+        return all(is_scalar(v) for v in value)
+    return value is None or isinstance(value, (int, float, bool, str))
+
+
+def tensor_names(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
+    """(name, tensor, "parameter"/"buffer") under every name, tied tensors included."""
+    return [*((n, t, "parameter") for n, t in model.named_parameters(remove_duplicate=False)),
+            *((n, t, "buffer") for n, t in model.named_buffers(remove_duplicate=False))]
+
+
+def collect(model: nn.Module) -> SpecDict:
+    """Module classes, their public scalar attributes, and every tensor's shape and kind."""
+    modules = {
+        path: {
+            "class": class_path(type(module)),
+            "attributes": {k: encode(v) for k, v in vars(module).items() if not k.startswith("_") and is_scalar(v)},
+        }
+        for path, module in model.named_modules(remove_duplicate=False)
+    }
+    tensors = {
+        name: {"kind": kind, "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
+               "requires_grad": tensor.requires_grad}
+        for name, tensor, kind in tensor_names(model)
+    }
+    return {"modules": modules, "tensors": tensors}
+
+
+def check_tree(skeleton: nn.Module, spec: SpecDict) -> None:
+    """The skeleton must have the saved module tree and tensor names; name the first difference."""
+    saved = spec["modules"]
+    found = {path: class_path(type(m)) for path, m in skeleton.named_modules(remove_duplicate=False)}
+    for path, entry in saved.items():
+        where = f"module {path!r}" if path else "the root module"
+        if path not in found:
+            raise TrainonceError(f"the skeleton has no {where} (saved as {entry['class']}); it was built "
+                                 "with a different architecture (number of layers, blocks, options)")
+        if found[path] != entry["class"]:
+            raise TrainonceError(f"{where} is {found[path]} in the skeleton but was saved as {entry['class']}")
+    extra = [path for path in found if path not in saved]
+    if extra:
+        raise TrainonceError(f"the skeleton has a module {extra[0]!r} ({found[extra[0]]}) that the saved model lacks")
+    kinds = {name: kind for name, _, kind in tensor_names(skeleton)}
+    for name, entry in spec["tensors"].items():
+        if kinds.get(name) != entry["kind"]:
+            now = f"a {kinds[name]}" if name in kinds else "nothing"
+            raise TrainonceError(f"{entry['kind']} {name!r} of the saved model is {now} in the skeleton")
+    extra = [name for name in kinds if name not in spec["tensors"]]
+    if extra:
+        raise TrainonceError(f"the skeleton has a {kinds[extra[0]]} {extra[0]!r} that the saved model lacks")
+
+
+def apply(skeleton: nn.Module, spec: SpecDict, tensors: dict[str, torch.Tensor]) -> None:
+    """Set the recorded attributes and install ``tensors`` (one object per name, so ties hold)."""
+    modules = dict(skeleton.named_modules(remove_duplicate=False))
+    for path, entry in spec["modules"].items():
+        for name, value in entry["attributes"].items():
+            setattr(modules[path], name, decode(value))
+    installed: dict[int, torch.Tensor] = {}
+    for name, entry in spec["tensors"].items():
+        tensor = tensors[name]
+        if entry["kind"] == "parameter" and id(tensor) not in installed:
+            installed[id(tensor)] = nn.Parameter(tensor, requires_grad=entry["requires_grad"])
+        value = installed.get(id(tensor), tensor)
+        owner_path, _, leaf = name.rpartition(".")
+        owner = modules[owner_path]
+        # as load_state_dict(assign=True) does: the slot is replaced, its persistence flag kept
+        if entry["kind"] == "parameter":
+            owner._parameters[leaf] = value
+        else:
+            owner._buffers[leaf] = value
