@@ -25,7 +25,7 @@ def test_input_shape_for_factories_that_return_only_a_model(capsys: pytest.Captu
     [
         (["analyze", "no_colon"], "expected MODULE:FACTORY"),
         (["analyze", "not_a_module_xyz:f"], "cannot import module"),
-        (["analyze", "zoo.resnet:missing"], "has no attribute"),
+        (["analyze", "zoo.resnet:missing"], "has no callable"),
         (["analyze", "zoo.resnet:resnet18_cifar", "--input-shape", "1,abc"], "comma separated integers"),
     ],
 )

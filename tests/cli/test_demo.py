@@ -11,7 +11,7 @@ import torch
 
 import trainonce
 from trainonce.cli import demo
-from trainonce.cli.demo import DemoNet, load_compact, save_compact
+from trainonce.cli.demo import DemoNet
 from trainonce.cli.main import main
 from trainonce.errors import TrainonceError
 from trainonce.metrics import count_parameters
@@ -21,21 +21,21 @@ CONFIG = {"in_channels": 1, "num_classes": 10, "widths": [32, 64, 128], "stem_st
 
 
 def test_demo_net_search_space_has_trunk_and_inner_groups() -> None:
-    space = trainonce.analyze(DemoNet.from_config(CONFIG), torch.randn(1, 1, 8, 8))
+    space = trainonce.analyze(DemoNet(**CONFIG), torch.randn(1, 1, 8, 8))
     # per stage: the trunk tied by the residual sum, and the block's inner channels
     assert space.num_prunable == 2 * (32 + 64 + 128)
 
 
 def test_compact_model_is_rebuilt_from_its_saved_files(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = DemoNet.from_config(CONFIG)
+    model = DemoNet(**CONFIG)
     space = trainonce.analyze(model, torch.randn(1, 1, 8, 8))
     space.zero_random(0.5, seed=0)
     compact = space.construct()
-    save_compact(compact, CONFIG, tmp_path)
-    spec = json.loads((tmp_path / "compact.json").read_text())
-    assert spec["config"] == CONFIG and spec["layers"]["head"]["out_features"] == 10
-    rebuilt = load_compact(tmp_path)
+    trainonce.save(compact, tmp_path, factory=DemoNet, factory_kwargs=CONFIG)
+    spec = json.loads((tmp_path / "trainonce.json").read_text())
+    assert spec["factory"] == "trainonce.cli.demo:DemoNet" and spec["factory_kwargs"] == CONFIG
+    rebuilt = trainonce.load(tmp_path)  # no model needed: the factory and its arguments were recorded
     x = torch.randn(5, 1, 8, 8)
     compact.eval(), rebuilt.eval()
     assert torch.equal(rebuilt(x), compact(x))
@@ -82,7 +82,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     captured = capsys.readouterr()
     printed = captured.out
     assert "step/s" not in captured.err  # --quiet: no progress bars
-    for name in ("training.png", "history.json", "compact_state_dict.pt", "compact.json"):
+    for name in ("training.png", "history.json", "compact/model.safetensors", "compact/trainonce.json"):
         assert (out / name).is_file(), name
     assert "params" in printed and "MACs" in printed and "latency" in printed
     accuracy_row = next(line for line in printed.splitlines() if line.startswith("accuracy"))
@@ -91,5 +91,5 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     n = 2 * (32 + 64 + 128)
     assert history["group_sparsity"][-1] == pytest.approx(math.floor(n * 0.5) / n)
     assert len(history["loss"]) == history["step"][-1] == 2 * math.ceil(1437 / 128)
-    compact = load_compact(out)
-    assert count_parameters(compact) < count_parameters(DemoNet.from_config(CONFIG))
+    compact = trainonce.load(out / "compact")
+    assert count_parameters(compact) < count_parameters(DemoNet(**CONFIG))

@@ -2,7 +2,7 @@
 
 The whole recipe in one file, top to bottom: the model, the data, the HESSO schedule, the
 training loop, then construction of the compact model, the before/after table and the files
-(``training.png``, ``history.json``, ``compact_state_dict.pt`` + ``compact.json``).
+(``training.png``, ``history.json`` and ``compact/``, which ``trainonce.load`` reads back).
 
 With the defaults (scikit-learn's 8x8 digits, 30 epochs) it takes about 30 s on 2 CPU cores;
 ``--dataset fashion-mnist`` (a local ``fashion_mnist.npz``, 2 epochs) about 3 minutes.
@@ -14,7 +14,7 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,6 @@ class DemoNet(nn.Module):
         self.stages = nn.Sequential(*(Block(widths[max(i - 1, 0)], width, stride=1 if i == 0 else 2)
                                       for i, width in enumerate(widths)))
         self.head = nn.Linear(widths[-1], num_classes)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DemoNet:
-        """Build from the ``config`` saved in ``compact.json`` (JSON turns the widths tuple into a list)."""
-        return cls(int(config["in_channels"]), int(config["num_classes"]), tuple(config["widths"]),
-                   int(config["stem_stride"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
@@ -181,39 +175,6 @@ def train(model: nn.Module, optimizer: Any, scheduler: Any, data: ImageData, sch
 # -----------------------------------------------------------------------------------------------
 # Outputs
 
-WIDTH_ATTRIBUTES = ("in_channels", "out_channels", "num_features", "in_features", "out_features")
-
-
-def save_compact(compact: nn.Module, config: dict[str, Any], directory: Path) -> None:
-    """``compact_state_dict.pt`` (tensors only, no pickled code) and ``compact.json`` (layer widths)."""
-    layers = {name: {a: int(getattr(module, a)) for a in WIDTH_ATTRIBUTES if hasattr(module, a)}
-              for name, module in compact.named_modules()}
-    spec = {"architecture": "trainonce.cli.demo.DemoNet", "config": config,
-            "layers": {name: widths for name, widths in layers.items() if widths}}
-    torch.save(compact.state_dict(), directory / "compact_state_dict.pt")
-    (directory / "compact.json").write_text(json.dumps(spec, indent=1) + "\n")
-
-
-def load_compact(directory: str | Path) -> DemoNet:
-    """Rebuild a compact ``DemoNet`` saved by the demo: full-size model, resized to the saved tensors."""
-    directory = Path(directory)
-    spec = json.loads((directory / "compact.json").read_text())
-    state = torch.load(directory / "compact_state_dict.pt", weights_only=True)
-    model = DemoNet.from_config(spec["config"])
-    for name, widths in spec["layers"].items():
-        for attribute, value in widths.items():
-            setattr(model.get_submodule(name), attribute, value)
-    for name, tensor in state.items():
-        owner_name, _, attribute = name.rpartition(".")
-        owner = model.get_submodule(owner_name)
-        if attribute in owner._parameters:
-            setattr(owner, attribute, nn.Parameter(torch.empty_like(tensor)))
-        else:
-            owner.register_buffer(attribute, torch.empty_like(tensor))
-    model.load_state_dict(state)
-    return model
-
-
 def before_after_table(comparison: Comparison, accuracy: tuple[float, float], test_images: int) -> str:
     """``trainonce.compare``'s rows (params, MACs, latency) with the test accuracy of both models on top."""
     c = comparison
@@ -320,10 +281,10 @@ def demo(run: Run) -> None:
     say = (lambda *_: None) if run.quiet else print
     data = load_dataset(run.dataset, run.data)
     preset = PRESETS[run.dataset]
-    config = {"in_channels": data.image_shape[0], "num_classes": data.num_classes,
-              "widths": list(preset.widths), "stem_stride": preset.stem_stride}
+    config: dict[str, Any] = {"in_channels": data.image_shape[0], "num_classes": data.num_classes,
+                              "widths": list(preset.widths), "stem_stride": preset.stem_stride}
     torch.manual_seed(run.seed)
-    model = DemoNet.from_config(config)
+    model = DemoNet(**config)
     example = data.x_test[:1]
     space = trainonce.analyze(model, example)
     schedule = make_schedule(run.epochs * math.ceil(len(data.x_train) / run.batch_size))
@@ -364,7 +325,7 @@ def report(model: nn.Module, compact: nn.Module, data: ImageData, example: torch
 def write_outputs(run: Run, history: History, compact: nn.Module, config: dict[str, Any]) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / "history.json").write_text(json.dumps(asdict(history)) + "\n")
-    save_compact(compact, config, run.out)
+    trainonce.save(compact, run.out / "compact", factory=DemoNet, factory_kwargs=config)
     plot = write_plots(history, run.out / "training.png") if run.plots else None
-    written = ["history.json", "compact_state_dict.pt", "compact.json", *(["training.png"] if plot else [])]
+    written = ["history.json", "compact/", *(["training.png"] if plot else [])]
     print(f"wrote {', '.join(written)} to {run.out}/")

@@ -7,37 +7,21 @@ line and exit with status 2; tracebacks are reserved for bugs in trainonce itsel
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
+from trainonce.cli.bench import add_bench_arguments, run_bench
 from trainonce.cli.demo import add_demo_arguments, run_demo
+from trainonce.cli.factory import load_callable
+from trainonce.cli.prune import add_prune_arguments, run_prune
 from trainonce.errors import TrainonceError
 
 
 class UsageError(TrainonceError):
     """A command-line argument is wrong."""
-
-
-def load_factory(spec: str) -> Any:
-    """Import ``package.module:function`` (the current directory is importable)."""
-    if ":" not in spec:
-        raise UsageError(f"expected MODULE:FACTORY (e.g. zoo.resnet:resnet18_cifar), got {spec!r}")
-    module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import module {module_name!r}: {error}") from error
-    factory = getattr(module, attribute, None)
-    if factory is None:
-        raise UsageError(f"module {module_name!r} has no attribute {attribute!r}")
-    return factory
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -52,7 +36,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def build_model(spec: str, input_shapes: Sequence[str]) -> tuple[torch.nn.Module, Any]:
     """Call the factory; it returns a model, or (model, example_inputs)."""
-    built = load_factory(spec)()
+    built = load_callable(spec, "MODEL")()
     model, inputs = (built if isinstance(built, tuple) and len(built) == 2 else (built, None))
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"{spec} returned {type(model).__name__}, expected an nn.Module or (module, inputs)")
@@ -71,6 +55,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     model, inputs = build_model(args.model, args.input_shape)
     space = trainonce.analyze(model, inputs, mode=args.mode, exclude=tuple(args.exclude))
     print(space.summary(max_rows=args.rows))
+    if args.render:
+        print(f"wrote {space.render(args.render)}")
     if args.zero:
         redundant = space.zero_random(args.zero, seed=args.seed)
         removed = sum(len(v) for v in redundant.values())
@@ -80,10 +66,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+EXAMPLES = """examples:
+  trainonce demo                                         train + compress a small CNN on embedded data
+  trainonce analyze zoo.resnet:resnet18_cifar --render graph.html
+  trainonce analyze my_project.models:build --input-shape 1,3,224,224 --zero 0.5
+  trainonce prune --example > run.yaml && trainonce prune run.yaml
+  trainonce bench zoo.resnet:resnet18_cifar --out bench.md
+"""
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trainonce",
         description="Train and compress any PyTorch network in one run.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     analyze = commands.add_parser(
@@ -102,6 +106,8 @@ def make_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--zero", type=float, default=0.0, metavar="FRACTION", help="zero this fraction of groups at random, then construct and compare")
     analyze.add_argument("--seed", type=int, default=0)
     analyze.add_argument("--rows", type=int, default=40, help="rows of the node-group table")
+    analyze.add_argument("--render", metavar="PATH", help="draw the dependency graph: .svg/.pdf/.png (graphviz), "
+                         ".html (self-contained explorer with search) or .dot")
     analyze.set_defaults(run=cmd_analyze)
     demo = commands.add_parser(
         "demo",
@@ -112,6 +118,25 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_demo_arguments(demo)
     demo.set_defaults(run=run_demo)
+    prune = commands.add_parser(
+        "prune",
+        help="train and compress a model described by a YAML/TOML config (resumable)",
+        description="Build the model and data named in CONFIG, train with a pruning optimizer (HESSO by "
+        "default), construct and verify the compact model, and write it (trainonce.save format), a report "
+        "and a checkpoint to the config's output directory. Running the same command again resumes from "
+        "the checkpoint. 'trainonce prune --example' prints a commented config to start from.",
+    )
+    add_prune_arguments(prune)
+    prune.set_defaults(run=run_prune)
+    bench = commands.add_parser(
+        "bench",
+        help="time analysis, optimizer steps, construction and compact-model speed on your models",
+        description="For each model: analysis time, HESSO step time / SGD step time, and for random zeroings "
+        "at each --sparsity: construction time (and / one deepcopy), params, MACs and latency ratios, and "
+        "the fraction of the ideal speed-up (MAC ratio) the compact model reaches. Prints a markdown table.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(run=run_bench)
     return parser
 
 
