@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from trainonce.cli.main import main
@@ -40,3 +42,11 @@ def test_analyze_in_erase_mode_erases_segments(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "erasable (GeZIGs) N = 12" in out
     assert "zeroed 6 of 12 groups" in out and "max abs output difference: 0" in out
+
+
+def test_analyze_renders_the_graph_explorer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "graph.html"
+    assert main(["analyze", "trainonce.cli.demo:DemoNet", "--input-shape", "1,1,8,8", "--render", str(page)]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    html = page.read_text()
+    assert 'data-groups' in html and "stages.0.conv1" in html and "https://" not in html

@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx, nn
-from torch.export import Dim
 
 from trainonce.construct.plan import Kept, kept_positions, kept_size, slice_to_kept
-from trainonce.graph.capture import tracing_mode
-from trainonce.graph.inputs import ExampleInputs
+from trainonce.graph.capture import export_batch_dynamic
 
 if TYPE_CHECKING:
     from trainonce.groups.erasing import ErasingSpace
@@ -80,28 +78,8 @@ def _dynamic_program(space: ErasingSpace) -> torch.export.ExportedProgram | None
     if space.dynamic_tried:
         return space.dynamic_program
     space.dynamic_tried = True
-    tensors = [t for t in (*space.inputs.args, *space.inputs.kwargs.values()) if isinstance(t, torch.Tensor)]
-    if not tensors or tensors[0].ndim == 0:
-        return None
-    batch = tensors[0].shape[0]
-
-    def widen(t: Any) -> Any:
-        if isinstance(t, torch.Tensor) and t.ndim > 0 and t.shape[0] == batch and batch == 1:
-            return torch.cat([t, t], 0)
-        return t
-
-    def spec(t: Any) -> Any:
-        return {0: Dim.AUTO} if isinstance(t, torch.Tensor) and t.ndim > 0 and t.shape[0] == batch else None
-
-    original = space.inputs
-    if original.args and original.kwargs:
-        return None
-    shapes: Any = {k: spec(v) for k, v in original.kwargs.items()} if original.kwargs else tuple(spec(a) for a in original.args)
-    inputs = ExampleInputs(tuple(widen(a) for a in original.args), {k: widen(v) for k, v in original.kwargs.items()})
-    try:
-        with tracing_mode(space.model), torch.no_grad():
-            program = torch.export.export(space.model, inputs.args, inputs.kwargs, dynamic_shapes=shapes, strict=False)
-    except Exception:
+    program = export_batch_dynamic(space.model, space.inputs)
+    if program is None:
         return None
     names = {n.name: n.target for n in program.graph.nodes if n.op == "call_function"}
     if any(names.get(node.name) is not node.target for node in space.graph.nodes):

@@ -9,12 +9,15 @@ identity through the export graph signature.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.export import Dim
 from torch.export.graph_signature import InputKind
+from torch.utils import _pytree as pytree
 
 from trainonce.errors import CaptureError
 from trainonce.graph.inputs import ExampleInputs
@@ -63,6 +66,45 @@ def export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.Export
                 "tensors and unsupported Python constructs must be rewritten (see the line "
                 "named above)."
             ) from error
+
+
+def export_batch_dynamic(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.ExportedProgram | None:
+    """Export with dim 0 of every batch-sized input dynamic; None if the model pins the batch.
+
+    A batch of one is doubled for the trace: torch.export specialises sizes 0 and 1.
+    """
+    leaves = [t for t in pytree.tree_leaves((inputs.args, inputs.kwargs)) if isinstance(t, torch.Tensor)]
+    if not leaves or leaves[0].ndim == 0:
+        return None
+    batch = leaves[0].shape[0]
+
+    def batched(t: Any) -> bool:
+        return isinstance(t, torch.Tensor) and t.ndim > 0 and t.shape[0] == batch
+
+    widened = inputs.map(lambda t: torch.cat([t, t]) if batched(t) and batch == 1 else t)
+    shapes = pytree.tree_map(lambda t: {0: Dim.AUTO} if batched(t) else None, (inputs.args, inputs.kwargs))
+    try:
+        with tracing_mode(model), torch.no_grad():
+            # keyword inputs are named by the dynamic_shapes dict; positional ones by position
+            program = torch.export.export(model, widened.args, widened.kwargs, strict=False,
+                                          dynamic_shapes=_by_argument(model, widened, shapes))
+    except Exception:
+        return None
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    user = [placeholders[name].meta.get("val") for name in program.graph_signature.user_inputs]
+    dynamic = any(isinstance(v, torch.Tensor) and v.ndim and isinstance(v.shape[0], torch.SymInt) for v in user)
+    return program if dynamic else None
+
+
+def _by_argument(model: torch.nn.Module, inputs: ExampleInputs, shapes: tuple[Any, Any]) -> Any:
+    """``dynamic_shapes`` in the form torch.export wants: a tuple for positional-only, else by name."""
+    args_shapes, kwargs_shapes = shapes
+    if not inputs.kwargs:
+        return tuple(args_shapes)
+    bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs)
+    by_name = dict(zip(list(bound.arguments)[: len(inputs.args)], args_shapes, strict=True))
+    by_name.update(kwargs_shapes)
+    return by_name
 
 
 def capture(model: torch.nn.Module, example_inputs: Any) -> tuple[Graph, torch.export.ExportedProgram]:
