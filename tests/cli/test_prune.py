@@ -128,3 +128,16 @@ def test_missing_config_and_malformed_yaml(tmp_path: Path, capsys: pytest.Captur
     assert main(["prune", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not valid YAML" in err and len(err.splitlines()) == 1
+
+
+def test_erase_mode_run_saves_a_loadable_erased_network(tmp_path: Path) -> None:
+    config = CONFIG.replace("trainonce.cli.demo:DemoNet", "zoo.supernet:super_residual_net").replace(
+        "{in_channels: 1, num_classes: 10, widths: [8, 16, 32]}", "{in_channels: 1, width: 4, blocks_per_stage: 1}"
+    ).replace("  periods: 4", "  periods: 4\n  mode: erase")
+    assert main(["prune", str(write_config(tmp_path, config)), "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["removed"] == report["num_prunable"] // 2 > 0  # HESSO in erase mode: exactly K segments
+    assert report["macs"]["compact"] < report["macs"]["full"] and report["max_abs_diff"] <= 1e-4
+    erased = trainonce.load(tmp_path / "out" / "compact")
+    assert isinstance(erased, torch.fx.GraphModule)
+    assert erased(torch.randn(3, 1, 8, 8)).shape == (3, 10)
