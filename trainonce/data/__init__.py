@@ -1,4 +1,5 @@
-"""trainonce.data: small real image data sets for the demo and the benchmarks (never downloaded)."""
+"""trainonce.data: small real data sets for the demo, the examples and the benchmarks (never downloaded):
+images (digits, Fashion-MNIST) and English sentences from the standard library's docstrings."""
 
 from trainonce.data.datasets import (
     DATASETS,
@@ -8,5 +9,7 @@ from trainonce.data.datasets import (
     load_digits,
     load_fashion_mnist,
 )
+from trainonce.data.text import TextCorpus, load_docstring_corpus
 
-__all__ = ["DATASETS", "ImageData", "find_fashion_mnist", "load_dataset", "load_digits", "load_fashion_mnist"]
+__all__ = ["DATASETS", "ImageData", "TextCorpus", "find_fashion_mnist", "load_dataset", "load_digits", "load_docstring_corpus",
+           "load_fashion_mnist"]
