@@ -7,6 +7,8 @@ JSON + markdown pair with :func:`write_results`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
 import os
@@ -15,9 +17,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -87,6 +90,68 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux)."""
+    return _status_kib("VmRSS") * 1024
+
+
+def reset_peak_rss() -> int:
+    """Reset this process's peak RSS to its current RSS and return it (Linux >= 4.0).
+
+    Writing 5 to ``/proc/self/clear_refs`` resets the kernel's high-water mark, so
+    :func:`peak_rss_bytes` afterwards is the exact peak of the code in between: no sampling
+    thread that could miss a short-lived full-size copy. ``tracemalloc`` would not do: it does not
+    see tensor storage.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS since the process started or since the last :func:`reset_peak_rss`."""
+    return _status_kib("VmHWM") * 1024
+
+
+@contextlib.contextmanager
+def stage_timers(targets: dict[str, str]) -> Iterator[dict[str, float]]:
+    """Time the functions named by ``targets`` (stage -> dotted path) while the block runs.
+
+    Each function is replaced, under the name its caller looks it up by, with a wrapper that adds
+    its wall time to the yielded ``{stage: seconds}``; so a stage split is of the real call, not
+    of a re-implementation of the pipeline that could drift from it. A renamed function fails
+    loudly (``mock.patch`` raises ``AttributeError``).
+    """
+    seconds = dict.fromkeys(targets, 0.0)
+    with contextlib.ExitStack() as stack:
+        for stage, target in targets.items():
+            module_name, _, attribute = target.rpartition(".")
+            original = getattr(importlib.import_module(module_name), attribute)
+
+            def timed(*args: Any, _stage: str = stage, _original: Any = original, **kwargs: Any) -> Any:
+                began = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    seconds[_stage] += time.perf_counter() - began
+
+            stack.enter_context(mock.patch(target, timed))
+        yield seconds
+
+
+def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of log(y) against log(x): 1 is linear scaling, 2 quadratic."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
 
 
 def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str) -> None:

@@ -122,6 +122,23 @@ def resnet50_cifar() -> tuple[nn.Module, torch.Tensor]:
     return _build(ResNet(Bottleneck, (3, 4, 6, 3)), 32)
 
 
+IMAGENET_LAYERS: dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+def resnet_imagenet(depth: int, size: int = 224) -> tuple[nn.Module, torch.Tensor]:
+    """Full ImageNet ResNet-``depth`` (torchvision's layer counts, 1000 classes; ResNet-152 has
+    60,192,808 params). Not in the registry: it is for scaling benchmarks, not a test model."""
+    torch.manual_seed(0)
+    block, layers = IMAGENET_LAYERS[depth]
+    return _build(ResNet(block, layers, num_classes=1000, imagenet_stem=True), size)
+
+
 def resnet18_imagenet_small() -> tuple[nn.Module, torch.Tensor]:
     """ResNet-18 with the ImageNet stem (7x7/2 conv + maxpool), widths / 4."""
     torch.manual_seed(0)

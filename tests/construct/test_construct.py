@@ -83,3 +83,26 @@ def test_hf_config_follows_uniform_pruning() -> None:
     ratio = config.num_attention_heads // config.num_key_value_heads
     assert compact.config.num_attention_heads == ratio * (config.num_key_value_heads - 1)
     assert model.config.intermediate_size == config.intermediate_size  # the user's config untouched
+
+
+@pytest.mark.parametrize("name", ["resnext_small", "hf_llama_gqa"])
+def test_zero_channels_agree_with_the_group_norms(name: str) -> None:
+    """Construction finds the zero channels without float64 norms; the answer must not change,
+    also where a channel holds only a denormal or a NaN (not zero) or -0.0 (zero)."""
+    from trainonce.construct.plan import zero_channels
+
+    model, inputs = build(name)
+    space = trainonce.analyze(model, inputs)
+    space.zero_random(0.5, seed=1)
+    expected = space.redundant_from_zeros()
+    odd = [g for g in space.prunable_groups if g.id in expected][:3]
+    with torch.no_grad():
+        for group, value in zip(odd, (1e-45, float("nan"), -0.0), strict=False):
+            channel = int(expected[group.id][0])
+            piece = group.producers[0]
+            piece.tensor.select(piece.dim, int(torch.nonzero(piece.index == channel)[0])).view(-1)[0] = value
+    expected = space.redundant_from_zeros()
+    found = zero_channels(space.node_groups)
+    assert found.keys() == expected.keys()
+    assert all(torch.equal(found[k], expected[k]) for k in expected)
+    assert sum(len(v) for v in found.values()) > 0

@@ -151,6 +151,16 @@ def test_hf_config_helpers() -> None:
     assert (bert.hidden_size, bert.num_hidden_layers, bert.num_attention_heads, bert.intermediate_size) == (768, 12, 12, 3072)
 
 
+@pytest.mark.parametrize("depth,expected", [(18, 11_689_512), (50, 25_557_032), (152, 60_192_808)])
+def test_imagenet_resnets_match_torchvision_param_counts(depth: int, expected: int) -> None:
+    """The scaling benchmark's ResNets are torchvision's (its published parameter counts)."""
+    from zoo.resnet import resnet_imagenet
+
+    model, inputs = resnet_imagenet(depth, size=32)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert tuple(inputs.shape) == (1, 3, 32, 32)
+
+
 def test_custom_op_in_exported_graph() -> None:
     model, x = build("custom_op_model")
     ep = torch.export.export(model, (x,), strict=False)

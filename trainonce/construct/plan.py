@@ -22,6 +22,31 @@ def kept_masks(groups: list[NodeGroup], redundant: dict[int, torch.Tensor]) -> K
     return kept
 
 
+@torch.no_grad()
+def zero_channels(groups: list[NodeGroup]) -> dict[int, torch.Tensor]:
+    """``{node group id: indices}`` of the prunable channels whose producer slices are all exactly zero.
+
+    The same answer as ``SearchSpace.redundant_from_zeros``, whose float64 norms copy every
+    producer tensor twice and were half of a 1 B-parameter model's construction time. Here each
+    tensor is read once by ``any`` (a reduction with no temporary), which is exact for any value:
+    denormals, NaN and inf count as non-zero, -0.0 as zero, as in the norms.
+    """
+    zeros: dict[int, torch.Tensor] = {}
+    for group in groups:
+        if not group.prunable:
+            continue
+        nonzero = torch.zeros(group.size, dtype=torch.bool)
+        for piece in group.producers:
+            tensor = piece.tensor.detach()
+            other = tuple(d for d in range(tensor.ndim) if d != piece.dim)
+            per_position = tensor.any(dim=other) if other else tensor != 0
+            valid = piece.index >= 0
+            nonzero[piece.index[valid & per_position.cpu()]] = True
+        if not bool(nonzero.all()):
+            zeros[group.id] = torch.nonzero(~nonzero).squeeze(1)
+    return zeros
+
+
 def kept_positions(layout: Layout, kept: Kept) -> torch.Tensor | None:
     """Indices of the surviving positions of one dimension, or None if nothing is removed."""
     if not any(a.id in kept for term in layout for a in term):
