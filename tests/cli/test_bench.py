@@ -36,3 +36,24 @@ def test_bench_bad_arguments(argv: list[str], message: str, capsys: pytest.Captu
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_summary_gathers_every_target_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"cpu": "Test CPU", "torch": "2.13.0", "date": "today", "git_commit": "abc"}
+    checks = [{"case": "m1", "measure": "time", "value": "1.2x", "target": "<= 2x", "met": True},
+              {"case": "m2", "measure": "time", "value": "3.0x", "target": "<= 2x", "met": False}]
+    (tmp_path / "speed.json").write_text(json.dumps({"environment": env, "config": {"threads": 1}, "checks": checks}))
+    (tmp_path / "other.json").write_text(json.dumps({"summary": "results without target checks are skipped"}))
+    assert main(["bench", "--summary", str(tmp_path)]) == 0
+    table = (tmp_path / "summary.md").read_text()
+    assert "| speed | m1 | time | 1.2x | <= 2x | yes |" in table
+    assert "| speed | m2 | time | 3.0x | <= 2x | **no** |" in table
+    assert "other" not in table and "Test CPU, 1 torch thread(s)" in table
+    assert table in capsys.readouterr().out
+
+
+def test_summary_of_an_empty_directory_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--summary", str(tmp_path)]) == 2
+    assert "run the scripts in benchmarks/" in capsys.readouterr().err
+    assert main(["bench"]) == 2
+    assert "or pass --summary" in capsys.readouterr().err
