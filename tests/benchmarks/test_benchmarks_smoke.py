@@ -1,5 +1,6 @@
-"""Smoke tests: ``benchmarks/quality.py --quick`` and ``benchmarks/overhead.py --quick`` run end to end
-as scripts and write result files with the expected contents (each takes ~10 s on 2 cores)."""
+"""Smoke tests: the ``--quick`` modes of the benchmarks (quality, overhead, erasing, analysis_speed,
+construction_speed) run end to end as scripts and write result files with the expected contents
+(each takes 10-25 s on 2 cores)."""
 
 from __future__ import annotations
 
@@ -60,17 +61,30 @@ def test_overhead_quick(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "overhead.json").read_text())
     assert {"environment", "config", "results", "target_met", "wall_seconds"} <= set(payload)
     config = payload["config"]
-    expected_steps = {"before": config["before"], "selection": config["periods"],
-                      "decay": config["periods"] * (config["period_length"] - 1), "hold": config["hold"]}
-    assert {(r["model"], r["base"]) for r in payload["results"]} == {
-        (m, b) for m in ("resnet_tiny", "bert_tiny") for b in ("sgd_momentum", "adamw")}
+    assert {(r["optimizer"], r["model"], r["base"]) for r in payload["results"]} == {
+        (o, m, b) for o in ("hesso", "dhspg", "cric") for m in ("resnet_tiny", "bert_tiny") for b in ("sgd_momentum", "adamw")}
+    expected_steps = {
+        "hesso": {"before": config["before"], "selection": config["periods"],
+                  "decay": config["periods"] * (config["period_length"] - 1), "hold": config["hold"]},
+        "dhspg": {"before": config["before"], "selection": 1, "penalty": config["penalty_steps"], "hold": config["hold"]},
+    }
     for result in payload["results"]:
-        assert result["final_zero_groups"] == math.floor(result["num_groups"] * config["sparsity"])
-        for phase, stats in result["phases"].items():
-            assert stats["steps"] == expected_steps[phase]
-            for key in ("base_ms", "hesso_ms", "ratio", "paired_ratio_median"):
+        k = math.floor(result["num_groups"] * config["sparsity"])
+        steps = {phase: stats["steps"] for phase, stats in result["phases"].items()}
+        if result["optimizer"] == "cric":
+            assert set(steps) == {"before", "selection", "probe", "cycle", "decay", "hold"}
+            assert steps["decay"] == config["cric_hybrid"] and steps["hold"] >= config["hold"]
+            assert result["final_zero_groups"] == k
+            assert result["max_state_copies"] > 1.0  # the anchor snapshot and the scratch buffer
+        else:
+            assert steps == expected_steps[result["optimizer"]]
+            assert result["final_zero_groups"] >= k  # DHSPG: its whole penalised set, within the tolerance
+            assert result["max_state_copies"] <= 1.0  # the scratch buffer, nothing else parameter-sized
+        for stats in result["phases"].values():
+            for key in ("base_ms", "wrapped_ms", "ratio", "paired_ratio_median", "state_ratio"):
                 assert isinstance(stats[key], float) and stats[key] > 0.0 and math.isfinite(stats[key])
-    assert "| model |" in (tmp_path / "overhead.md").read_text()
+    markdown = (tmp_path / "overhead.md").read_text()
+    assert "| optimizer | model |" in markdown and "| cric |" in markdown
 
 
 @pytest.mark.skipif(not DATA.is_file(), reason=f"Fashion-MNIST not found at {DATA}")
@@ -84,3 +98,38 @@ def test_erasing_quick(tmp_path: Path) -> None:
     assert erased["operators"] < erased["operators_full"]
     assert abs(erased["compact_test_acc"] - erased["test_acc"]) <= 100.0 / 500  # exact network: at most a tie flips
     assert "| method |" in (tmp_path / "erasing.md").read_text()
+
+
+def test_analysis_speed_quick(tmp_path: Path) -> None:
+    run_script("analysis_speed.py", "--out", str(tmp_path))
+    payload = json.loads((tmp_path / "analysis_speed.json").read_text())
+    assert {"environment", "config", "targets", "results", "fits"} <= set(payload)
+    rows = {row["case"]: row for row in payload["results"]}
+    assert set(rows) == {"resnet_tiny", "bert_tiny", "llama_tiny_meta"}
+    for row in rows.values():
+        assert row["graph_nodes"] > 50 and row["num_prunable"] > 0
+        stages = row["stages_s"]
+        assert min(stages[s] for s in ("export", "ir", "propagate", "groups", "probe")) >= 0.0
+        named = sum(stages[s] for s in ("export", "ir", "propagate", "groups", "probe"))
+        assert 0.0 < stages["export"] <= named <= row["analyze_s"] + 1e-6  # the stages happen inside the timed call
+        assert row["peak_growth_gb"] >= 0.0 and row["process_peak_rss_gb"] > 0.0
+    assert rows["llama_tiny_meta"]["model_gb"] == 0.0  # on meta: no weights allocated
+    assert math.isfinite(payload["fits"]["all"]["time_slope"])
+    assert "| case |" in (tmp_path / "analysis_speed.md").read_text()
+
+
+def test_construction_speed_quick(tmp_path: Path) -> None:
+    run_script("construction_speed.py", "--out", str(tmp_path))
+    payload = json.loads((tmp_path / "construction_speed.json").read_text())
+    assert {"environment", "config", "targets", "results"} <= set(payload)
+    rows = {row["case"]: row for row in payload["results"]}
+    assert set(rows) == {"bert_tiny", "llama_tiny"}
+    for row in rows.values():
+        assert 0 < row["compact_parameters"] < row["parameters"]  # zero_random(0.5) removed something
+        assert row["deepcopy_s"] > 0.0 and row["deepcopy_peak_gb"] >= 0.0
+        for key in ("construct_no_verify", "construct"):
+            result = row[key]
+            assert result["seconds"] > 0.0 and math.isfinite(result["time_ratio"]) and result["peak_ratio"] >= 1.0
+            assert result["stages_s"]["build"] > 0.0 and result["stages_s"]["resolve"] > 0.0
+        assert row["construct_no_verify"]["stages_s"]["verify"] == 0.0 < row["construct"]["stages_s"]["verify"]
+    assert "| case |" in (tmp_path / "construction_speed.md").read_text()

@@ -53,7 +53,9 @@ so the next forward pass already sees the new weights):
 At most ``pruning_steps_bound()`` steps pass from ``start_step`` to ``done``. All decisions and
 measurements, the snapshot included, live in ``self.state["hesso_cric"]``, so ``state_dict()``
 resumes bit for bit; it holds one extra copy of the grouped weights until the final decay
-starts. Each sampled step costs one copy of the grouped weights (as at HESSO's period starts).
+starts. Each sampled step also needs the weights as they were before it (one more copy, a
+scratch buffer kept from the anchor until the final decay starts): two copies in all while
+CRIC samples, none once it decays.
 ``group_divisible`` and parameter/FLOPs budgets are not supported here; use HESSO for them.
 """
 
@@ -198,7 +200,7 @@ class HESSOCRIC(GroupSparseOptimizer):
             result = self._decay_step(closure)
         else:
             result = self.base_step(closure)
-            self.multiply_groups(torch.where(state["final"], 0.0, 1.0).double())  # hold; state was zeroed when they reached zero
+            self.multiply(state["final"])  # hold; state was zeroed when they reached zero
         state["step"] += 1
         return result
 
@@ -225,7 +227,7 @@ class HESSOCRIC(GroupSparseOptimizer):
                 probed = self._loss_value(closure(), "a probe's closure call")
             self._disarm_probe()
             self.base.zero_grad(set_to_none=True)  # the probe's gradients must not leak into the real step
-            before = self.snapshot()
+            before = self.capture()
             result = self.base_step(closure)
             reference = self._loss_value(result, "the probing steps")
             self._record_probe(probed, reference)
@@ -239,7 +241,7 @@ class HESSOCRIC(GroupSparseOptimizer):
                 self._record_probe(value, state["last_loss"])
             else:  # an unprobed step: the reference for the next probe
                 state["last_loss"] = value
-            before = self.snapshot()
+            before = self.capture()
             result = self.base_step(None)
         self._sample(before)
         if state["probe_next"] == len(self.plan):
@@ -250,7 +252,7 @@ class HESSOCRIC(GroupSparseOptimizer):
 
     def _cycle_step(self, closure: Callable[[], Any] | None) -> Any:
         state = self.own_state
-        before = self.snapshot()
+        before = self.capture()
         result = self.base_step(closure)
         scores = self._sample(before)
         state["cycle_sum"] += scores
@@ -393,6 +395,7 @@ class HESSOCRIC(GroupSparseOptimizer):
         state.update(phase="decay", phase_step=0, final=self._bottom_k(self.final_ranking()), snapshot=None,
                      violating=torch.zeros(self.index.num_groups, dtype=torch.bool))
         self._new_cycle_scores()
+        self.release_scratch()  # no more saliency samples
 
     # -- results ----------------------------------------------------------------------------
     @property

@@ -68,7 +68,7 @@ class H2SPG(HalfSpaceOptimizer):
         state = self.own_state
         if state["step"] >= self.start_step:
             return super().step(closure)
-        before = self.snapshot()
+        before = self.capture()
         loss = self.base_step(closure)
         self._average(self.statistics(before))
         state["step"] += 1

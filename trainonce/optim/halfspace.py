@@ -11,7 +11,9 @@ penalised groups, by
    when the step has carried the group most of the way to (or past) the origin.
 
 Zero groups stay zero (weights and optimizer state). Only penalised groups can ever be zeroed.
-Once the target is reached the penalty and projection stop.
+Once the target is reached the penalty and projection stop. Every penalised step measures its
+update direction, so until then a scratch copy of the grouped weights is kept; the inner
+product the projection tests is derived from the step's group sums, not from another pass.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch.optim import Optimizer
 from trainonce.errors import TrainonceError
 from trainonce.groups.search_space import SearchSpace
 from trainonce.optim.saliency import GroupStatistics
-from trainonce.optim.sparse import GroupSparseOptimizer
+from trainonce.optim.sparse import GroupSparseOptimizer, StepSums
 
 _ADAPTIVE_BASES = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax)
 
@@ -106,35 +108,31 @@ class HalfSpaceOptimizer(GroupSparseOptimizer):
         state = self.own_state
         partition = state["step"] == self.start_step
         penalise = partition or self.penalising
-        before = self.snapshot() if penalise else None
+        before = self.capture() if penalise else None
         loss = self.base_step(closure)
         if before is not None:
-            stats = self.statistics(before)
+            sums = self.step_sums(before)
             if partition:
-                self._partition(stats)
-            self._penalise_and_project(before, stats)
+                self._partition(sums.statistics)
+            self._penalise_and_project(before, sums)
+        elif state["step"] > self.start_step:
+            self.release_scratch()  # the target is reached: no more update directions to measure
         zero = state["zero"]
         if bool(zero.any()):  # hold: re-zero the weights after every base step
-            self.multiply_groups(torch.where(zero, 0.0, 1.0).double())
+            self.multiply(zero)
         state["step"] += 1
         return loss
 
-    def _penalise_and_project(self, before: list[torch.Tensor], stats: GroupStatistics) -> None:
+    def _penalise_and_project(self, before: list[torch.Tensor], sums: StepSums) -> None:
         state = self.own_state
-        targets = state["penalised"] & ~state["zero"] & (stats.xx > 0)
-        norm_x = stats.xx.clamp(min=0).sqrt()
-        lam = adaptive_lambda(stats.xd, norm_x, stats.dd, self.penalty)
+        targets = state["penalised"] & ~state["zero"] & (sums.xx > 0)
+        norm_x = sums.xx.clamp(min=0).sqrt()
+        lam = adaptive_lambda(sums.xd, norm_x, sums.dd, self.penalty)
         scale = torch.where(targets, lam / norm_x.clamp(min=1e-12), torch.zeros_like(lam))
-        lr = self.lr_of()
-        agreement = []
-        for rows, x in zip(self.index.rows, before, strict=True):
-            coefficient = scale[rows.gid.clamp(min=0).cpu()].to(x.dtype).to(x.device) * (rows.gid >= 0) * lr[id(rows.param)]
-            shape = [1] * x.ndim
-            shape[rows.dim] = -1
-            rows.param.data.sub_(coefficient.view(shape) * x)
-            agreement.append((rows.per_position(rows.param.detach()).float() * rows.per_position(x).float()).sum(1))
-        inner = self.index.scatter(agreement)
-        projected = self.agree(targets & (inner < self.epsilon * stats.xx))
+        self.add_to_groups(before, scale)
+        # <x_new, x> per group without another pass: x_new = x_after - lr * scale * x on the targets
+        inner = sums.xx - sums.moved - scale * sums.lr_xx
+        projected = self.agree(targets & (inner < self.epsilon * sums.xx))
         if bool(projected.any()):
             self.scale_groups(projected, 0.0)  # state too, once
             state["zero"] = state["zero"] | projected

@@ -11,7 +11,10 @@ zeroed. After the last period exactly ``K = floor(N * target_sparsity)`` groups 
 training goes on with the plain base optimizer (plus the hold).
 
 All decisions live in ``self.state["hesso"]`` (step counter, the period each group was chosen
-in, the last scores), so ``state_dict()`` / ``load_state_dict()`` resume bit for bit.
+in, the last scores), so ``state_dict()`` / ``load_state_dict()`` resume bit for bit. From the
+first selection to the last, a scratch copy of the grouped weights (the weights before a
+selection step, to measure its update direction) is kept; the other steps cost one pass over
+the weights that hold chosen groups.
 """
 
 from __future__ import annotations
@@ -129,10 +132,12 @@ class HESSO(GroupSparseOptimizer):
         step = state["step"]
         phase = self.schedule.phase(step)
         selecting = phase is not None and phase[1] == 0
-        before = self.snapshot() if selecting else None
+        before = self.capture() if selecting else None
         loss = self.base_step(closure)
         if phase is not None and before is not None:
             self._select(phase[0], before)
+            if phase[0] == self.schedule.periods - 1:
+                self.release_scratch()  # the last selection: no more update directions to measure
         self._apply_schedule(step)
         state["step"] = step + 1
         return loss
@@ -192,19 +197,22 @@ class HESSO(GroupSparseOptimizer):
 
     def _apply_schedule(self, step: int) -> None:
         """After the base step: decay this period's groups, hold earlier ones at zero, in one pass."""
+        if step < self.schedule.start:
+            return
         period_of = self.own_state["period_of"]
         phase = self.schedule.phase(step)
-        period = phase[0] if phase is not None else (self.schedule.periods if step >= self.schedule.end else 0)
-        factors = torch.ones(self.index.num_groups, dtype=torch.float64)
-        factors[(period_of != NOT_CHOSEN) & (period_of < period)] = 0.0
-        committing = False
-        if phase is not None:
-            length, tau = self.schedule.length, phase[1]
-            factor = (length - tau - 1) / (length - tau)
-            factors[period_of == period] = factor
-            committing = factor == 0.0  # the period's last step: its groups reach exactly zero, state included
-        if bool((factors != 1).any()):
-            self.multiply_groups(factors, with_state=committing)
+        period = phase[0] if phase is not None else self.schedule.periods
+        held = (period_of != NOT_CHOSEN) & (period_of < period)
+        if phase is None:
+            if bool(held.any()):
+                self.multiply(held)
+            return
+        length, tau = self.schedule.length, phase[1]
+        factor = (length - tau - 1) / (length - tau)
+        decaying = period_of == period
+        if bool(held.any()) or bool(decaying.any()):
+            # the period's last step (factor 0): its groups reach exactly zero, optimizer state included
+            self.multiply(held, decaying, factor, with_state=factor == 0.0)
 
     # -- results ----------------------------------------------------------------------------
     @property
