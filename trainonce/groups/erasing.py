@@ -128,14 +128,18 @@ class ErasingSpace(SearchSpace):
         if candidates:
             self.zero_groups({0: torch.tensor(sorted(candidates))})
 
-    def zero_random(self, fraction: float, seed: int = 0) -> Redundant:
+    def zero_random(self, fraction: float, seed: int = 0, divisible: int = 1) -> Redundant:
         """Zero a random valid set of about ``fraction`` of the erasable segments.
 
         The candidates are visited in random order and accepted while the network stays valid,
-        as hierarchical selection does, so the result is always constructible.
+        as hierarchical selection does, so the result is always constructible. ``divisible`` is
+        accepted for the prune-mode signature only: erasing removes whole operators, no width
+        is left to round, so anything but 1 is an error.
         """
         if not 0.0 <= fraction < 1.0:
             raise TrainonceError(f"fraction must be in [0, 1), got {fraction}")
+        if divisible != 1:
+            raise TrainonceError(f"erase mode removes whole segments: divisible must be 1, got {divisible}")
         count = len(self.erasing.candidates)
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
         accepted = self.erasing.select(order, limit=int(count * fraction))

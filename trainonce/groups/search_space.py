@@ -99,30 +99,40 @@ class SearchSpace:
                 positions = torch.nonzero(valid & chosen[piece.index.clamp(min=0)]).squeeze(1)
                 piece.tensor.index_fill_(piece.dim, positions.to(piece.tensor.device), 0.0)
 
-    def zero_random(self, fraction: float, seed: int = 0) -> Redundant:
+    def zero_random(self, fraction: float, seed: int = 0, divisible: int = 1) -> Redundant:
         """Zero a random ``fraction`` of the prunable groups (never a whole node group).
 
-        A validation aid: after it, ``construct()`` must reproduce the model exactly.
+        A validation aid: after it, ``construct()`` must reproduce the model exactly; and a
+        stand-in for a trained pruning result when only the compact model's shape matters
+        (latency). Every channel draws a random rank and the lowest ranks go, each node group
+        keeping at least one channel, so every layer loses about ``fraction`` of its width, as
+        after HESSO. With ``divisible > 1`` the removals are cut into the blocks HESSO's
+        ``group_divisible`` uses (``trainonce.optim.selection``): a node group wider than
+        ``divisible`` keeps a multiple of it, a narrower one is left whole, so the widths are
+        exactly the ones ``HESSO(..., group_divisible=divisible)`` can produce, and the zeroed
+        total may fall a little short of ``fraction`` (it never exceeds it).
         """
+        from trainonce.optim.selection import removable_blocks, take_count  # trainonce.optim imports this module
+
         if not 0.0 <= fraction < 1.0:
             raise TrainonceError(f"fraction must be in [0, 1), got {fraction}")
-        generator = torch.Generator().manual_seed(seed)
-        owners = torch.cat([torch.full((g.size,), i) for i, g in enumerate(self.prunable_groups)]) if self.prunable_groups else torch.zeros(0, dtype=torch.long)
-        channels = torch.cat([torch.arange(g.size) for g in self.prunable_groups]) if self.prunable_groups else owners
-        target = int(self.num_prunable * fraction)
-        left = {i: g.size for i, g in enumerate(self.prunable_groups)}
-        chosen: dict[int, list[int]] = {}
-        for position in torch.randperm(len(owners), generator=generator).tolist():
-            if target == 0:
-                break
-            owner = int(owners[position])
-            if left[owner] > 1:
-                left[owner] -= 1
-                chosen.setdefault(self.prunable_groups[owner].id, []).append(int(channels[position]))
-                target -= 1
-        redundant = {gid: torch.tensor(sorted(idx)) for gid, idx in chosen.items()}
-        self.zero_groups(redundant)
-        return redundant
+        if divisible < 1:
+            raise TrainonceError(f"divisible must be >= 1, got {divisible}")
+        groups = self.prunable_groups
+        if not groups:
+            return {}
+        owner = torch.cat([torch.full((g.size,), i) for i, g in enumerate(groups)])
+        channel = torch.cat([torch.arange(g.size) for g in groups])
+        rank = torch.empty(len(owner), dtype=torch.float64)
+        rank[torch.randperm(len(owner), generator=torch.Generator().manual_seed(seed))] = torch.arange(len(owner), dtype=torch.float64)
+        blocks = removable_blocks(rank, owner, torch.ones(len(owner), dtype=torch.bool), divisible)
+        chosen = torch.nonzero(take_count(blocks, int(self.num_prunable * fraction), len(owner))).squeeze(1)
+        redundant: dict[int, list[int]] = {}
+        for position in chosen.tolist():
+            redundant.setdefault(groups[int(owner[position])].id, []).append(int(channel[position]))
+        result = {gid: torch.tensor(sorted(indices)) for gid, indices in redundant.items()}
+        self.zero_groups(result)
+        return result
 
     def redundant_from_zeros(self) -> Redundant:
         """Groups whose producer slices are exactly zero now."""

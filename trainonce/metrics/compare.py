@@ -16,7 +16,7 @@ from torch import nn
 from trainonce.construct.verify import max_output_difference
 from trainonce.graph.capture import capture
 from trainonce.graph.inputs import ExampleInputs
-from trainonce.metrics.latency import LatencyReport, measure_latency
+from trainonce.metrics.latency import LatencyReport, fold_batchnorm, measure_latencies, to_channels_last
 from trainonce.metrics.macs import MacReport, count_macs
 from trainonce.metrics.params import count_parameters
 
@@ -106,14 +106,19 @@ def compare(
     repeats: int = 10,
     threads: int | None = None,
     include_norms: bool = False,
+    fold_bn: bool = False,
+    channels_last: bool = False,
 ) -> Comparison:
     """Compare ``full`` and ``compact`` on the same ``example_inputs``.
 
     MACs come from capturing each model and :func:`count_macs` (``include_norms`` as there), so
     both sides are counted by the same rules; latency (skipped with ``latency=False``, it is the
-    slow part) from :func:`measure_latency` with the given ``warmup``/``repeats``/``threads``;
+    slow part) from :func:`measure_latencies` with the given ``warmup``/``repeats``/``threads``, the
+    two models timed in alternating rounds so that machine noise hits both alike;
     the output difference is taken in eval mode over every output tensor. Training flags of both
-    models are left as they were.
+    models are left as they were. ``fold_bn`` (:func:`fold_batchnorm`) and ``channels_last``
+    (:func:`to_channels_last`) time deployment-style copies instead, made the same way for both
+    models so the ratio stays fair; MACs and the output difference use the models as given.
     """
     inputs = ExampleInputs.of(example_inputs)
     mac_full = count_macs(capture(full, inputs)[0], include_norms=include_norms)
@@ -122,8 +127,13 @@ def compare(
     latency_reports = None
     latency_measure = None
     if latency:
-        before = measure_latency(full, inputs, warmup=warmup, repeats=repeats, threads=threads)
-        after = measure_latency(compact, inputs, warmup=warmup, repeats=repeats, threads=threads)
+        timed, timed_inputs = [full, compact], inputs
+        if fold_bn:
+            timed = [fold_batchnorm(model) for model in timed]
+        if channels_last:
+            prepared = [to_channels_last(model, inputs) for model in timed]
+            timed, timed_inputs = [model for model, _ in prepared], prepared[0][1]
+        before, after = measure_latencies(timed, timed_inputs, warmup=warmup, repeats=repeats, threads=threads)
         latency_reports = (before, after)
         latency_measure = Measure(before.median, after.median)
     return Comparison(
