@@ -8,6 +8,7 @@ JSON + markdown pair with :func:`write_results`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import math
@@ -162,3 +163,19 @@ def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: s
     md_path.write_text(markdown.rstrip() + "\n")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
+
+
+@contextlib.contextmanager
+def bench_lock(path: Path | None) -> Iterator[None]:
+    """Hold ``flock(path)`` while timing, if a path is given: the benchmarks and examples of this
+    repository take the same lock around their timing blocks, so two of them never time on shared
+    cores at once."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

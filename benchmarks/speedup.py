@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import gc
 import json
 import math
@@ -51,7 +50,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,15 @@ if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` and `zoo` im
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import trainonce  # noqa: E402
-from benchmarks.common import RESULTS_DIR, count, display_path, environment, markdown_table, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    bench_lock,
+    count,
+    display_path,
+    environment,
+    markdown_table,
+    write_results,
+)
 from trainonce.graph.capture import capture  # noqa: E402
 from trainonce.graph.inputs import ExampleInputs  # noqa: E402
 from trainonce.metrics import (  # noqa: E402
@@ -266,20 +273,6 @@ def rounds_for(batch: int, args: argparse.Namespace) -> int:
 
 # -----------------------------------------------------------------------------
 # Measurement
-
-
-@contextlib.contextmanager
-def bench_lock(path: Path | None) -> Iterator[None]:
-    """Hold the shared benchmark lock (``flock``) while timing, if one is given."""
-    if path is None:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass

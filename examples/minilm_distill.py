@@ -40,9 +40,7 @@ The recorded run: 600 steps took 51 min on 2 CPU cores shared with other jobs (5
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import fcntl
 import math
 import os
 import statistics
@@ -64,7 +62,15 @@ if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` importable f
     sys.path.insert(0, str(ROOT))
 
 import trainonce  # noqa: E402
-from benchmarks.common import RESULTS_DIR, count, display_path, environment, markdown_table, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    bench_lock,
+    count,
+    display_path,
+    environment,
+    markdown_table,
+    write_results,
+)
 from trainonce.data import load_docstring_corpus  # noqa: E402
 from trainonce.metrics import measure_latency  # noqa: E402
 
@@ -283,21 +289,6 @@ def one_shot_magnitude(space: trainonce.SearchSpace, target_flops: float) -> nn.
 
 # -----------------------------------------------------------------------------
 # Measuring
-
-
-@contextlib.contextmanager
-def bench_lock(path: Path | None) -> Iterator[None]:
-    """Hold ``flock(path)`` while timing, if a path is given: the benchmarks of this repository
-    take the same lock around their timing blocks, so two of them never time on shared cores at once."""
-    if path is None:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def latencies(models: dict[str, nn.Module], inputs: Batch, threads: int, rounds: int) -> dict[str, float]:
