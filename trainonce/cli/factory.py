@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from torch import nn
+
 from trainonce.errors import TrainonceError
 
 
@@ -29,3 +31,15 @@ def load_callable(spec: str, setting: str = "MODULE:FACTORY") -> Any:
     if not callable(found):
         raise TrainonceError(f"{setting}: module {module_name!r} has no callable {attribute!r}")
     return found
+
+
+def build_model(spec: str, setting: str = "MODEL", **kwargs: Any) -> tuple[nn.Module, Any]:
+    """Call the model factory ``spec``; it returns a model, or ``(model, example_inputs)``.
+
+    The inputs are ``None`` when the factory returned only a model.
+    """
+    built = load_callable(spec, setting)(**kwargs)
+    model, inputs = built if isinstance(built, tuple) and len(built) == 2 else (built, None)
+    if not isinstance(model, nn.Module):
+        raise TrainonceError(f"{setting}: {spec} returned {type(model).__name__}, expected an nn.Module or (module, inputs)")
+    return model, inputs

@@ -15,7 +15,7 @@ import torch
 
 from trainonce.cli.bench import add_bench_arguments, run_bench
 from trainonce.cli.demo import add_demo_arguments, run_demo
-from trainonce.cli.factory import load_callable
+from trainonce.cli.factory import build_model as build_from_factory
 from trainonce.cli.prune import add_prune_arguments, run_prune
 from trainonce.errors import TrainonceError
 
@@ -35,11 +35,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def build_model(spec: str, input_shapes: Sequence[str]) -> tuple[torch.nn.Module, Any]:
-    """Call the factory; it returns a model, or (model, example_inputs)."""
-    built = load_callable(spec, "MODEL")()
-    model, inputs = (built if isinstance(built, tuple) and len(built) == 2 else (built, None))
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"{spec} returned {type(model).__name__}, expected an nn.Module or (module, inputs)")
+    """Call the factory; random inputs of ``input_shapes`` replace (or supply) its example inputs."""
+    model, inputs = build_from_factory(spec)
     if input_shapes:
         tensors = tuple(torch.randn(parse_shape(s)) for s in input_shapes)
         inputs = tensors[0] if len(tensors) == 1 else tensors

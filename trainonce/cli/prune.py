@@ -30,9 +30,11 @@ from tqdm.auto import tqdm
 
 import trainonce
 from trainonce.cli.config import EXAMPLE, PruneConfig, load_config
+from trainonce.cli.factory import build_model as build_from_factory
 from trainonce.cli.factory import load_callable
 from trainonce.data import load_dataset
 from trainonce.errors import TrainonceError
+from trainonce.graph.inputs import ExampleInputs
 from trainonce.optim.schedule import Schedule, make_schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -95,10 +97,7 @@ def _as_dataset(part: Any, name: str) -> Dataset[Any]:
 
 
 def build_model(config: PruneConfig, data: Data) -> tuple[nn.Module, Any]:
-    built = load_callable(config.model.factory, "model.factory")(**config.model.kwargs)
-    model, inputs = built if isinstance(built, tuple) and len(built) == 2 else (built, None)
-    if not isinstance(model, nn.Module):
-        raise TrainonceError(f"{config.model.factory} returned {type(model).__name__}, expected an nn.Module or (module, inputs)")
+    model, inputs = build_from_factory(config.model.factory, "model.factory", **config.model.kwargs)
     if config.model.input_shape:
         inputs = torch.randn(*config.model.input_shape)
     if inputs is None:  # one test sample, batched
@@ -166,14 +165,6 @@ def epoch_batches(dataset: Dataset[Any], batch_size: int, seed: int, epoch: int,
     return itertools.islice(iter(loader), skip, None)
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset[Any], batch_size: int) -> float | None:
     """Top-1 accuracy when targets are class labels; ``None`` for other tasks."""
@@ -184,7 +175,7 @@ def evaluate(model: nn.Module, dataset: Dataset[Any], batch_size: int) -> float 
         if targets.dtype not in (torch.int64, torch.int32) or targets.ndim != 1:
             model.train(was_training)
             return None
-        correct += int((_logits(_call(model, inputs)).argmax(dim=-1) == targets).sum())
+        correct += int((_logits(ExampleInputs.of(inputs).call(model)).argmax(dim=-1) == targets).sum())
         total += len(targets)
     model.train(was_training)
     return correct / max(total, 1)
@@ -233,7 +224,7 @@ def prune(config: PruneConfig, restart: bool = False, stop_after: int | None = N
 
                 def closure(inputs: Any = inputs, targets: torch.Tensor = targets) -> torch.Tensor:
                     optimizer.zero_grad()
-                    loss = loss_fn(_call(model, inputs), targets)
+                    loss = loss_fn(ExampleInputs.of(inputs).call(model), targets)
                     loss.backward()
                     return loss.detach()
 

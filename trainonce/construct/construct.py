@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from trainonce.construct.build import build_compact
-from trainonce.construct.plan import kept_masks, zero_channels
+from trainonce.construct.plan import kept_masks
 from trainonce.construct.verify import RELATIVE_TOLERANCE, max_output_difference, within_tolerance
 from trainonce.errors import ConstructionError
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def resolve_redundant(space: SearchSpace, redundant: Redundant | None) -> Redundant:
     """The groups to remove: the given ones (checked to be exactly zero in the model) or the zero ones."""
-    zeros = zero_channels(space.node_groups)
+    zeros = space.redundant_from_zeros()
     if redundant is None:
         return zeros
     redundant = {int(k): torch.as_tensor(v, dtype=torch.long) for k, v in redundant.items() if len(v)}

@@ -26,10 +26,11 @@ def kept_masks(groups: list[NodeGroup], redundant: dict[int, torch.Tensor]) -> K
 def zero_channels(groups: list[NodeGroup]) -> dict[int, torch.Tensor]:
     """``{node group id: indices}`` of the prunable channels whose producer slices are all exactly zero.
 
-    The same answer as ``SearchSpace.redundant_from_zeros``, whose float64 norms copy every
+    The same answer as testing ``SearchSpace.group_norms() == 0``, whose float64 norms copy every
     producer tensor twice and were half of a 1 B-parameter model's construction time. Here each
     tensor is read once by ``any`` (a reduction with no temporary), which is exact for any value:
     denormals, NaN and inf count as non-zero, -0.0 as zero, as in the norms.
+    ``SearchSpace.redundant_from_zeros`` is this function.
     """
     zeros: dict[int, torch.Tensor] = {}
     for group in groups:

@@ -136,7 +136,9 @@ class SearchSpace:
 
     def redundant_from_zeros(self) -> Redundant:
         """Groups whose producer slices are exactly zero now."""
-        return {gid: torch.nonzero(norm == 0).squeeze(1) for gid, norm in self.group_norms().items() if bool((norm == 0).any())}
+        from trainonce.construct.plan import zero_channels  # construct builds on groups, not the reverse
+
+        return zero_channels(self.node_groups)
 
     # -- construction -----------------------------------------------------------------------
     def construct(self, redundant: Redundant | None = None, verify: bool = True) -> nn.Module:
