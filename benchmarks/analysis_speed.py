@@ -43,6 +43,7 @@ from torch import nn  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
+    bert_with_inputs,
     count,
     environment,
     loglog_slope,
@@ -75,18 +76,6 @@ def resnet(depth: int) -> Callable[[], Built]:
     return build
 
 
-def bert(tiny: bool) -> Built:
-    from transformers import BertModel
-
-    from zoo.hf import bert_base_config
-
-    torch.manual_seed(0)
-    config = bert_base_config(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128) if tiny \
-        else bert_base_config()
-    ids = torch.randint(0, 1000, (1, 16))
-    return BertModel(config).eval(), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-
 def llama_meta(layers: int, hidden: int, heads: int, kv_heads: int, mlp: int, vocab: int = 32000) -> Callable[[], Built]:
     def build() -> Built:
         from transformers import LlamaForCausalLM
@@ -112,7 +101,7 @@ CASES: dict[str, tuple[str, str, Callable[[], Built]]] = {
     "resnet50": ("ResNet-50, ImageNet 224x224, real weights", "resnet", resnet(50)),
     "resnet101": ("ResNet-101, ImageNet 224x224, real weights", "resnet", resnet(101)),
     "resnet152": ("ResNet-152, ImageNet 224x224, real weights", "resnet", resnet(152)),
-    "bert_base": ("BERT-base (12 layers, hidden 768), 16 tokens, real weights", "bert", lambda: bert(tiny=False)),
+    "bert_base": ("BERT-base (12 layers, hidden 768), 16 tokens, real weights", "bert", lambda: bert_with_inputs(tiny=False)),
     "llama_1b_meta": ("Llama 16 layers, hidden 2048, GQA 32/8, MLP 8192 (1.1 B), on meta", "llama",
                       llama_meta(16, 2048, 32, 8, 8192)),
     "llama_7b_l8_meta": ("Llama-7B widths, 8 layers (1.9 B), on meta", "llama", llama_meta(8, 4096, 32, 32, 11008)),
@@ -122,10 +111,10 @@ CASES: dict[str, tuple[str, str, Callable[[], Built]]] = {
 }
 QUICK_CASES: dict[str, tuple[str, str, Callable[[], Built]]] = {
     "resnet_tiny": ("ResNet-18, ImageNet stem, widths / 4, 64x64", "resnet", tiny_resnet),
-    "bert_tiny": ("BERT, 2 layers, hidden 64", "bert", lambda: bert(tiny=True)),
+    "bert_tiny": ("BERT, 2 layers, hidden 64", "bert", lambda: bert_with_inputs(tiny=True)),
     "llama_tiny_meta": ("Llama, 2 layers, hidden 256, GQA 8/2, on meta", "llama", llama_meta(2, 256, 8, 2, 512, 1000)),
 }
-WARM_UP = {"resnet": tiny_resnet, "bert": lambda: bert(tiny=True), "llama": llama_meta(1, 64, 4, 2, 128, 100)}
+WARM_UP = {"resnet": tiny_resnet, "bert": lambda: bert_with_inputs(tiny=True), "llama": llama_meta(1, 64, 4, 2, 128, 100)}
 
 
 def run_case(name: str, threads: int) -> dict[str, Any]:

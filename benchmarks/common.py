@@ -179,3 +179,16 @@ def bench_lock(path: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def bert_with_inputs(tiny: bool) -> tuple[Any, dict[str, Any]]:
+    """BERT-base (or a 2-layer, hidden-64 BERT) with random weights in eval mode, and 16 tokens."""
+    from transformers import BertModel
+
+    from zoo.hf import bert_base_config
+
+    torch.manual_seed(0)
+    config = bert_base_config(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128) if tiny \
+        else bert_base_config()
+    ids = torch.randint(0, 1000, (1, 16))
+    return BertModel(config).eval(), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

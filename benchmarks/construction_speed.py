@@ -50,6 +50,7 @@ from torch import nn  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     RESULTS_DIR,
+    bert_with_inputs,
     count,
     environment,
     markdown_table,
@@ -72,18 +73,6 @@ MMAP_THRESHOLD = str(256 * 1024)
 Built = tuple[nn.Module, dict[str, torch.Tensor]]
 
 
-def bert(tiny: bool) -> Built:
-    from transformers import BertModel
-
-    from zoo.hf import bert_base_config
-
-    torch.manual_seed(0)
-    config = bert_base_config(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128) if tiny \
-        else bert_base_config()
-    ids = torch.randint(0, 1000, (1, 16))
-    return BertModel(config).eval(), {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-
 def llama(layers: int, hidden: int, heads: int, kv_heads: int, mlp: int, vocab: int) -> Callable[[], Built]:
     def build() -> Built:
         from transformers import LlamaForCausalLM
@@ -98,12 +87,12 @@ def llama(layers: int, hidden: int, heads: int, kv_heads: int, mlp: int, vocab: 
 
 
 CASES: dict[str, tuple[str, Callable[[], Built]]] = {
-    "bert_base": ("BERT-base (12 layers, hidden 768), 16 tokens", lambda: bert(tiny=False)),
+    "bert_base": ("BERT-base (12 layers, hidden 768), 16 tokens", lambda: bert_with_inputs(tiny=False)),
     "llama_1b": ("Llama 16 layers, hidden 2048, GQA 32/8, MLP 8192, vocab 32000, 16 tokens",
                  llama(16, 2048, 32, 8, 8192, 32000)),
 }
 QUICK_CASES: dict[str, tuple[str, Callable[[], Built]]] = {
-    "bert_tiny": ("BERT, 2 layers, hidden 64", lambda: bert(tiny=True)),
+    "bert_tiny": ("BERT, 2 layers, hidden 64", lambda: bert_with_inputs(tiny=True)),
     "llama_tiny": ("Llama, 2 layers, hidden 256, GQA 8/2, MLP 512, vocab 1000", llama(2, 256, 8, 2, 512, 1000)),
 }
 
