@@ -65,7 +65,7 @@ TARGET_MEMORY_RATIO = 2.0  # peak (model + what construct allocates) / model siz
 STAGES = {
     "resolve": "trainonce.construct.construct.resolve_redundant",
     "build": "trainonce.construct.construct.build_compact",
-    "verify": "trainonce.construct.construct.max_output_difference",
+    "verify": "trainonce.construct.construct.verify",
 }
 # Above this size glibc serves an allocation by mmap and returns it to the kernel on free; fixed,
 # it stops glibc from raising the threshold after a large free and keeping freed tensors' pages.

@@ -22,7 +22,8 @@ SUPERNETS = ["darts_supernet", "stacked_unets", "super_residual", "deep_plain_re
 
 
 def ops(module: fx.GraphModule) -> int:
-    return sum(1 for n in module.graph.nodes if n.op == "call_function")
+    """ATen ops of a graph (tuple unpacking by ``getitem`` is not an op, nor counted in the IR)."""
+    return sum(1 for n in module.graph.nodes if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload))
 
 
 def macs_of(module: nn.Module, inputs: object) -> int:

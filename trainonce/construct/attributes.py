@@ -47,13 +47,14 @@ def update_widths(compact: nn.Module, p: Propagation, kept: Kept, layouts: dict[
         handled = _standard_widths(module, tensors)
         if path in conv_groups:
             record = conv_groups[path]
-            groups = record.groups if record.group_layout is None else kept_size(record.group_layout, kept)
+            # recorded mid-propagation: later unions (a bias, a residual) may have moved the root atoms
+            groups = record.groups if record.group_layout is None else kept_size(p.atoms.normalize(record.group_layout), kept)
             _conv_widths(module, groups, record.transposed)
             handled |= {"in_channels", "out_channels", "groups"}
         if path in norm_groups:
             record_gn = norm_groups[path]
             if hasattr(module, "num_groups"):
-                handled |= _set(module, num_groups=kept_size(record_gn.group_layout, kept))
+                handled |= _set(module, num_groups=kept_size(p.atoms.normalize(record_gn.group_layout), kept))
         _matching_ints(module, tensors, handled)
     for atom_id, names in head_atoms.items():
         mask = kept.get(atom_id)

@@ -9,7 +9,7 @@ from torch import nn
 
 from trainonce.construct.build import build_compact
 from trainonce.construct.plan import kept_masks
-from trainonce.construct.verify import RELATIVE_TOLERANCE, max_output_difference, within_tolerance
+from trainonce.construct.verify import Verdict, verify
 from trainonce.errors import ConstructionError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def resolve_redundant(space: SearchSpace, redundant: Redundant | None) -> Redund
     return redundant
 
 
-def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> nn.Module:
+def construct(space: SearchSpace, redundant: Redundant | None, verify_output: bool) -> nn.Module:
     redundant = resolve_redundant(space, redundant)
     by_id = {g.id: g for g in space.node_groups}
     for group_id, indices in redundant.items():
@@ -35,17 +35,28 @@ def construct(space: SearchSpace, redundant: Redundant | None, verify: bool) -> 
             raise ConstructionError(f"node group {group_id} is not prunable and cannot be removed")
         if len(indices) >= group.size:
             raise ConstructionError(f"node group {group_id} ({group.name}) would lose all {group.size} channels")
-    compact = build_compact(space, kept_masks(space.node_groups, redundant))
-    if verify:
-        diff, scale = max_output_difference(space.model, compact, space.inputs)
-        if not within_tolerance(diff, scale):
-            culprit = _find_culprit(space, redundant)
-            raise ConstructionError(
-                f"the compact model differs from the zeroed model by {diff:.3g} (allowed "
-                f"{RELATIVE_TOLERANCE:g} x max(1, {scale:.3g})); {culprit}. Please report this model: "
-                f"exclude the named module with analyze(..., exclude=[...]) meanwhile."
-            )
+    try:
+        compact = build_compact(space, kept_masks(space.node_groups, redundant))
+    except Exception as error:
+        raise ConstructionError(f"building the compact model failed ({type(error).__name__}: {error}); "
+                                f"{_find_culprit(space, redundant)}. {REPORT}") from error
+    if verify_output:
+        verdict = verify(space.model, compact, space.inputs)
+        if not verdict.exact:
+            raise ConstructionError(failure_message(verdict, lambda: _find_culprit(space, redundant)))
     return compact
+
+
+REPORT = ("Please report this model; meanwhile exclude the named module with analyze(..., exclude=[...]) "
+          "(or pass probe=True, the default, which tries every group before training)")
+
+
+def failure_message(verdict: Verdict, culprit: object) -> str:
+    """Why verification failed; a model that is itself broken is not blamed on a group."""
+    if "the full model" in verdict.detail or "of the full model" in verdict.detail:
+        return (f"cannot verify the compact model {verdict.describe()}. The zeroed model must run on the example "
+                "inputs with finite outputs: check the inputs, and whether training diverged (NaN weights)")
+    return f"the compact model does not reproduce the zeroed model {verdict.describe()}; {culprit()}. {REPORT}"  # type: ignore[operator]
 
 
 def check_agreement(space: SearchSpace, redundant: Redundant, zeros: Redundant) -> None:
@@ -62,10 +73,14 @@ def check_agreement(space: SearchSpace, redundant: Redundant, zeros: Redundant) 
 
 
 def _find_culprit(space: SearchSpace, redundant: Redundant) -> str:
+    """The first node group whose removal alone already breaks the model."""
     for group_id, indices in redundant.items():
-        compact = build_compact(space, kept_masks(space.node_groups, {group_id: indices}))
-        diff, scale = max_output_difference(space.model, compact, space.inputs)
-        if not within_tolerance(diff, scale):
-            group = next(g for g in space.node_groups if g.id == group_id)
-            return f"removing node group {group_id} ({group.name}) alone already differs by {diff:.3g}"
-    return "no single node group reproduces the difference (an interaction between groups)"
+        group = next(g for g in space.node_groups if g.id == group_id)
+        try:
+            compact = build_compact(space, kept_masks(space.node_groups, {group_id: indices}))
+        except Exception as error:
+            return f"removing node group {group_id} ({group.name}) alone fails to build: {type(error).__name__}: {error}"
+        verdict = verify(space.model, compact, space.inputs)
+        if not verdict.exact:
+            return f"removing node group {group_id} ({group.name}) alone already fails {verdict.describe()}"
+    return "no single node group reproduces the failure (an interaction between groups)"

@@ -8,20 +8,21 @@ same structures as the model. Steps (ALGORITHMS.md §3): rewire every joint that
 op left without a path to an output, slice the parameters that read dropped concat slices (and
 the shape arguments of views over them), and keep only the parameters still used.
 
-The program is re-exported with a dynamic batch dimension when the model allows it, so the
-compact model runs at any batch size; otherwise it is specialised to the example shapes like
-any ``torch.export`` program, and says so when called with other shapes.
+The program is the one analysis saw (``graph.capture.capture_for_surgery``): functional, so a
+rewired joint cannot feed an in-place op that writes into another branch's tensor, and exported
+with a dynamic batch dimension when the model allows it, so the compact model runs at any batch
+size; otherwise it is specialised to the example shapes like any ``torch.export`` program.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx, nn
 
 from trainonce.construct.plan import Kept, kept_positions, kept_size, slice_to_kept
-from trainonce.graph.capture import export_batch_dynamic
 
 if TYPE_CHECKING:
     from trainonce.groups.erasing import ErasingSpace
@@ -38,7 +39,7 @@ def erased_module(space: ErasingSpace, candidates: list[int], device: str | None
     erasing = space.erasing
     removed = {erasing.candidates[g] for g in candidates}
     gone = erasing.gone(candidates)
-    module = _template(space, dynamic=device is None)
+    module = _template(space)
     graph = module.graph
     by_name = {n.name: n for n in graph.nodes}
     for joint_id, operands in erasing.operands.items():
@@ -47,9 +48,7 @@ def erased_module(space: ErasingSpace, candidates: list[int], device: str | None
         dropped = [o for o in operands if o.source in removed]
         if dropped:
             _rewire_joint(by_name[erasing.segments[joint_id].nodes[0].name], [o.slot for o in dropped])
-    doomed = [by_name[n.name] for s in sorted(gone) for n in erasing.segments[s].nodes]
-    for fx_node in reversed(_with_getitems(doomed)):
-        graph.erase_node(fx_node)
+    _erase_unused(graph, {by_name[n.name] for s in gone for n in erasing.segments[s].nodes})
     kept = _dropped_slices(space, removed)
     if kept:
         _resize_views(space, by_name, kept, {n.name for s in gone for n in erasing.segments[s].nodes})
@@ -61,34 +60,13 @@ def erased_module(space: ErasingSpace, candidates: list[int], device: str | None
     return compact
 
 
-def _template(space: ErasingSpace, dynamic: bool) -> fx.GraphModule:
-    """A fresh ``GraphModule`` of the model: batch-dynamic if possible, else the analysed program."""
-    program = _dynamic_program(space) if dynamic else None
-    if program is None:
-        program = space.program
-    module = program.module()
-    if dynamic and program is not space.program:
+def _template(space: ErasingSpace) -> fx.GraphModule:
+    """A fresh ``GraphModule`` of the analysed program, without its input-shape guards when the batch is dynamic."""
+    module = space.program.module()
+    if space.dynamic_batch:
         for node in [n for n in module.graph.nodes if n.op == "call_module" and n.target == "_guards_fn"]:
             module.graph.erase_node(node)
     return module
-
-
-def _dynamic_program(space: ErasingSpace) -> torch.export.ExportedProgram | None:
-    """Re-export with a dynamic batch dimension; None if the model pins it or the graph differs."""
-    if space.dynamic_tried:
-        return space.dynamic_program
-    space.dynamic_tried = True
-    program = export_batch_dynamic(space.model, space.inputs)
-    if program is None:
-        return None
-    names = {n.name: n.target for n in program.graph.nodes if n.op == "call_function"}
-    if any(names.get(node.name) is not node.target for node in space.graph.nodes):
-        return None
-    first = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == space.graph.inputs[0].name)
-    if not isinstance(first.meta["val"].shape[0], torch.SymInt):
-        return None
-    space.dynamic_program = program
-    return program
 
 
 def _rewire_joint(joint: fx.Node, slots: list[str | int]) -> None:
@@ -97,6 +75,7 @@ def _rewire_joint(joint: fx.Node, slots: list[str | int]) -> None:
         tensors = [t for i, t in enumerate(joint.args[0]) if i not in slots]  # type: ignore[arg-type]
         if len(tensors) == 1:
             joint.replace_all_uses_with(tensors[0])
+            joint.graph.erase_node(joint)  # it would still read the dropped operand
         else:
             joint.args = (tensors, *joint.args[1:])
         return
@@ -105,16 +84,19 @@ def _rewire_joint(joint: fx.Node, slots: list[str | int]) -> None:
     operands.update({k: v for k, v in joint.kwargs.items() if k in names})
     (survivor,) = [value for name, value in operands.items() if name not in slots]
     joint.replace_all_uses_with(survivor)  # type: ignore[arg-type]
+    joint.graph.erase_node(joint)
 
 
-def _with_getitems(nodes: list[fx.Node]) -> list[fx.Node]:
-    """The nodes plus the ``getitem`` nodes reading their tuple outputs, in graph order."""
-    everything = {n: None for n in nodes}
-    for node in nodes:
-        for user in node.users:
-            everything.setdefault(user, None)
-    order = {n: i for i, n in enumerate(next(iter(everything)).graph.nodes)} if everything else {}
-    return sorted(everything, key=order.__getitem__)
+def _erase_unused(graph: fx.Graph, doomed: set[fx.Node]) -> None:
+    """Erase the doomed nodes (and the ``getitem``s unpacking them) that nothing else reads any more.
+
+    A doomed node some surviving node still reads (a ``sym_size`` a view takes its batch size
+    from) stays, and so does what it reads: erasing follows the graph, never a list alone.
+    """
+    doomed |= {user for node in doomed for user in node.users if user.target is operator.getitem}
+    for node in reversed(list(graph.nodes)):
+        if node in doomed and not node.users:
+            graph.erase_node(node)
 
 
 def _dropped_slices(space: ErasingSpace, removed: set[int]) -> Kept:

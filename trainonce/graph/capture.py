@@ -114,6 +114,40 @@ def capture(model: torch.nn.Module, example_inputs: Any) -> tuple[Graph, torch.e
     return _build_graph(model, program), program
 
 
+def capture_for_surgery(model: torch.nn.Module, example_inputs: Any) -> tuple[Graph, torch.export.ExportedProgram, bool]:
+    """The IR of a program that graph surgery can edit, the program, and whether its batch is dynamic.
+
+    Erasing deletes ops from the program itself, so analysis and construction must see the very
+    same graph (node for node). It is exported with a dynamic batch dimension when the model
+    allows it (the erased model then runs at any batch size) and functionalised: an in-place op
+    reads and writes one tensor that other branches may share, and once a joint is rewired that
+    tensor can be another branch's input; functional ops have no such hidden edges. The IR's
+    sizes are those of the example inputs whatever batch the trace used.
+    """
+    inputs = ExampleInputs.of(example_inputs)
+    program = export_batch_dynamic(model, inputs)
+    dynamic = program is not None
+    if program is None:
+        program = export(model, inputs)
+    with tracing_mode(model), torch.no_grad():
+        program = program.run_decompositions({})
+    return _build_graph(model, program, _example_batch(program, inputs) if dynamic else None), program, dynamic
+
+
+def _example_batch(program: torch.export.ExportedProgram, inputs: ExampleInputs) -> dict[Any, int]:
+    """Symbol -> example size for every dynamic input dimension (to give the IR concrete sizes)."""
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    leaves = [t for t in pytree.tree_leaves((inputs.args, inputs.kwargs)) if isinstance(t, torch.Tensor)]
+    sizes: dict[Any, int] = {}
+    for name, leaf in zip(program.graph_signature.user_inputs, leaves, strict=False):
+        meta = placeholders[name].meta.get("val")
+        if isinstance(meta, torch.Tensor):
+            for traced, actual in zip(meta.shape, leaf.shape, strict=False):
+                if isinstance(traced, torch.SymInt):
+                    sizes[traced.node.expr] = int(actual)
+    return sizes
+
+
 def _tensor_names(model: torch.nn.Module) -> dict[int, list[str]]:
     """id(tensor) -> every qualified name under which the model holds it (tied weights)."""
     names: dict[int, list[str]] = {}
@@ -132,7 +166,20 @@ def _lookup(model: torch.nn.Module, program: torch.export.ExportedProgram, targe
     return getattr(owner, leaf)
 
 
-def _build_graph(model: torch.nn.Module, program: torch.export.ExportedProgram) -> Graph:
+def _size(dim: Any, symbols: dict[Any, int] | None) -> int:
+    """A concrete size: symbolic sizes are evaluated at the example's sizes (else their trace hint)."""
+    if not isinstance(dim, torch.SymInt):
+        return int(dim)
+    expr = dim.node.expr
+    if symbols:
+        value = expr.xreplace(symbols)
+        if isinstance(value, int) or getattr(value, "is_number", False):
+            return int(value)
+    return int(dim.node.hint)
+
+
+def _build_graph(model: torch.nn.Module, program: torch.export.ExportedProgram,
+                 symbols: dict[Any, int] | None = None) -> Graph:
     names_by_id = _tensor_names(model)
     specs = {spec.arg.name: spec for spec in program.graph_signature.input_specs if hasattr(spec.arg, "name")}
     values: list[Value] = []
@@ -141,7 +188,7 @@ def _build_graph(model: torch.nn.Module, program: torch.export.ExportedProgram) 
     user_inputs: list[Value] = []
 
     def new_value(name: str, meta: torch.Tensor, kind: ValueKind, **extra: Any) -> Value:
-        value = Value(len(values), name, tuple(int(s) for s in meta.shape), meta.dtype, kind, **extra)
+        value = Value(len(values), name, tuple(_size(s, symbols) for s in meta.shape), meta.dtype, kind, **extra)
         values.append(value)
         return value
 
@@ -168,6 +215,8 @@ def _build_graph(model: torch.nn.Module, program: torch.export.ExportedProgram) 
                 continue
             node = _make_node(fx_node, len(nodes), value_of)
             outputs = meta if isinstance(meta, (list, tuple)) else [meta]
+            if not node.inputs and not any(isinstance(out, torch.Tensor) for out in outputs):
+                continue  # arithmetic on symbolic sizes (a dynamic batch): no tensor in, none out
             produced: list[Any] = []
             for i, out in enumerate(outputs):
                 if isinstance(out, torch.Tensor):

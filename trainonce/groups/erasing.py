@@ -32,11 +32,11 @@ class ErasingSpace(SearchSpace):
     erasing: ErasingGraph
 
     def __init__(self, model: nn.Module, inputs: ExampleInputs, graph: Graph, propagation: Propagation,
-                 layouts: dict[int, list[Layout]], program: torch.export.ExportedProgram, erasing: ErasingGraph) -> None:
+                 layouts: dict[int, list[Layout]], program: torch.export.ExportedProgram, dynamic_batch: bool,
+                 erasing: ErasingGraph) -> None:
         super().__init__(model, inputs, graph, propagation, [], layouts)
-        self.program = program
-        self.dynamic_program: torch.export.ExportedProgram | None = None  # batch-dynamic, built on first construct
-        self.dynamic_tried = False
+        self.program = program  # functional; the graph analysed and the graph erased are this one
+        self.dynamic_batch = dynamic_batch
         self.erasing = erasing
         self._build_group()
 
@@ -153,27 +153,28 @@ class ErasingSpace(SearchSpace):
         ``redundant`` (e.g. ``optimizer.redundant()``) must agree with the segments whose
         parameters are exactly zero; by default those are used.
         """
-        from trainonce.construct.construct import resolve_redundant
+        from trainonce.construct.construct import REPORT, failure_message, resolve_redundant
         from trainonce.construct.erase import erased_module
-        from trainonce.construct.verify import RELATIVE_TOLERANCE, max_output_difference, within_tolerance
+        from trainonce.construct.verify import verify as verify_models
 
         redundant = resolve_redundant(self, redundant)
         candidates = sorted(int(g) for g in redundant.get(0, torch.zeros(0, dtype=torch.long)).tolist())
         removed = {self.erasing.candidates[g] for g in candidates}
+        listed = [self.erasing.segments[s].name for s in sorted(removed)]
+        names = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
         if not self.erasing.valid(removed):
-            names = ", ".join(self.erasing.segments[s].name for s in sorted(removed))
             raise ConstructionError(
                 f"erasing these segments would disconnect the network (a joint would lose every operand, or an "
                 f"input would no longer reach an output): {names}. Select them with H2SPG/HESSO in erase mode, "
                 "which only accepts sets that keep the network connected")
-        compact = erased_module(self, candidates)
+        try:
+            compact = erased_module(self, candidates)
+        except Exception as error:
+            raise ConstructionError(f"erasing {names} failed ({type(error).__name__}: {error}). {REPORT}") from error
         if verify:
-            diff, scale = max_output_difference(self.model, compact, self.inputs)
-            if not within_tolerance(diff, scale):
-                raise ConstructionError(
-                    f"the erased model differs from the zeroed model by {diff:.3g} (allowed {RELATIVE_TOLERANCE:g} x "
-                    f"max(1, {scale:.3g})). Please report this model; exclude the segment's modules with "
-                    "analyze(..., exclude=[...]) meanwhile.")
+            verdict = verify_models(self.model, compact, self.inputs)
+            if not verdict.exact:
+                raise ConstructionError(failure_message(verdict, lambda: f"erased segments: {names}"))
         return compact
 
     # -- reporting --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trainonce.errors import TrainonceError
-from trainonce.graph.capture import capture
+from trainonce.graph.capture import capture, capture_for_surgery
 from trainonce.graph.inputs import ExampleInputs
 from trainonce.graph.ir import Graph
 from trainonce.groups.atoms import Layout
@@ -190,10 +190,11 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
     if not isinstance(model, nn.Module):
         raise TrainonceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = ExampleInputs.of(example_inputs)
-    graph, program = capture(model, inputs)
-    propagation = propagate(graph, exclude)
     if mode == "erase":
-        return _erasing_space(model, inputs, graph, propagation, program, exclude, probe)
+        graph, program, dynamic = capture_for_surgery(model, inputs)
+        return _erasing_space(model, inputs, graph, propagate(graph, exclude), program, dynamic, exclude, probe)
+    graph, _ = capture(model, inputs)
+    propagation = propagate(graph, exclude)
     groups, layouts = build_node_groups(propagation, head_mode)
     space = SearchSpace(model, inputs, graph, propagation, groups, layouts)
     if probe:
@@ -208,12 +209,13 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
 
 
 def _erasing_space(model: nn.Module, inputs: ExampleInputs, graph: Graph, propagation: Propagation,
-                   program: torch.export.ExportedProgram, exclude: tuple[str, ...], probe: bool) -> SearchSpace:
+                   program: torch.export.ExportedProgram, dynamic: bool, exclude: tuple[str, ...], probe: bool) -> SearchSpace:
     from trainonce.groups.erasing import ErasingSpace
     from trainonce.groups.segments import ErasingGraph
 
     layouts = normalized_tensor_layouts(propagation, graph.tensors)
-    space = ErasingSpace(model, inputs, graph, propagation, layouts, program, ErasingGraph(graph, propagation, exclude))
+    space = ErasingSpace(model, inputs, graph, propagation, layouts, program, dynamic,
+                         ErasingGraph(graph, propagation, exclude))
     if probe:
         space.probe()
     return space

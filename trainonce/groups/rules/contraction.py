@@ -150,6 +150,8 @@ def convolution(p: Propagation, node: Node) -> None:
     channel = 1 if x.ndim == weight.ndim else 0
     w_in, w_out = (0, 1) if transposed else (1, 0)
     spatial = [p.fresh(s, f"spatial size of {node.where}") for s in out.shape[channel + 1:]]
+    for d in range(channel + 1, x.ndim):  # the kernel slides along these: a removed position moves every window
+        p.freeze(p.dim(x, d), f"convolved over by {node.where}")
     for d in range(2, weight.ndim):
         p.freeze(p.dim(weight, d), f"kernel window of {node.where}")
     batch = [p.dim(x, 0)] if channel == 1 else []

@@ -213,31 +213,66 @@ def split(p: Propagation, node: Node) -> None:
     p.guarded(node, run)
 
 
+def literal_extents(size: int, start: int, stop: int | None, open_end: bool) -> list[tuple[int, int]]:
+    """Position ranges whose *count* a literal slice bound encodes; they must keep every position.
+
+    The graph holds slice bounds as numbers, whether the code wrote them (``h[:, 4:7]``) or
+    computed them from a width: after pruning, a literal bound still points where it did. A
+    non-negative bound counts the positions before it, a negative one those after it, so those
+    are frozen. A stop at or past the end (``h[:, 4:]``; slices clamp) counts nothing when
+    ``open_end`` (``slice``; ``narrow`` insists on its length).
+    """
+    extents = [(0, start) if start >= 0 else (size + start, size)]
+    if stop is not None and not (open_end and stop >= size):
+        extents.append((0, stop) if stop >= 0 else (size + stop, size))
+    return [(max(0, a), min(size, b)) for a, b in extents if min(size, b) > max(0, a)]
+
+
+def _freeze_extents(p: Propagation, node: Node, x: Value, axis: int, extents: list[tuple[int, int]]) -> None:
+    for a, b in extents:
+        p.freeze(p.atoms.slice(p.dim(x, axis), a, b), f"sliced at a literal offset by {node.where} (the offset "
+                                                       "would point elsewhere once positions before it are removed)")
+
+
 @rule("slice", "narrow", "slice_copy")
 def slice_(p: Propagation, node: Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     axis = node.args.get("dim", 0) % x.ndim
     size = x.shape[axis]
     if node.packet == "narrow":
-        start, step = node.args["start"], 1
+        raw_start, step = int(node.args["start"]), 1  # a negative start counts from the end, with its length
+        raw_stop: int | None = raw_start + int(node.args["length"]) if raw_start >= 0 else None
     else:
-        start, step = node.args.get("start") or 0, node.args.get("step") or 1
-    start = max(0, min(size, start + size if start < 0 else start))
+        raw_start, step = node.args.get("start") or 0, node.args.get("step") or 1
+        raw_stop = node.args.get("end")
+    start = max(0, min(size, raw_start + size if raw_start < 0 else raw_start))
     if step != 1:
         reason = f"strided slice at {node.where}"
         p.freeze(p.dim(x, axis), reason)
         p.set(out, [p.dim(x, d) if d != axis else p.fresh(out.shape[d], reason) for d in range(x.ndim)],
               [p.is_zero(x, d) and d != axis for d in range(x.ndim)])
         return
-    p.guarded(node, lambda: _take_range(p, node, x, out, axis, start, start + out.shape[axis], True))
+    extents = literal_extents(size, raw_start, raw_stop, open_end=node.packet != "narrow")
+
+    def run() -> None:
+        _take_range(p, node, x, out, axis, start, start + out.shape[axis], True)
+        _freeze_extents(p, node, x, axis, extents)
+
+    p.guarded(node, run)
 
 
 @rule("select")
 def select(p: Propagation, node: Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     axis = node.args["dim"] % x.ndim
-    index = node.args["index"] % x.shape[axis]
-    p.guarded(node, lambda: _take_range(p, node, x, out, axis, index, index + 1, False))
+    raw = int(node.args["index"])
+    index = raw % x.shape[axis]
+
+    def run() -> None:
+        _take_range(p, node, x, out, axis, index, index + 1, False)
+        _freeze_extents(p, node, x, axis, literal_extents(x.shape[axis], raw, raw + 1 if raw >= 0 else None, True))
+
+    p.guarded(node, run)
 
 
 @rule("index_select", "gather", "take_along_dim")
@@ -295,9 +330,15 @@ def pad(p: Propagation, node: Node) -> None:
 
 
 def _spatial(p: Propagation, node: Node, spatial: int) -> None:
-    """Pooling / upsampling: the last ``spatial`` dims are new, the others carry over."""
+    """Pooling / upsampling: the last ``spatial`` dims are new, the others carry over.
+
+    Every output position mixes a window of input positions, so the pooled (or interpolated)
+    input dims are frozen: removing one of their positions would move every window.
+    """
     x = node.inputs[0]
     keep = x.ndim - spatial
+    for d in range(max(0, keep), x.ndim):
+        p.freeze(p.dim(x, d), f"pooled or resampled over by {node.where} (its windows depend on every position)")
     for out in node.outputs[:1]:
         layouts = [p.dim(x, d) for d in range(keep)]
         layouts += [p.fresh(s, f"spatial size of {node.where}") for s in out.shape[keep:]]
@@ -332,6 +373,8 @@ def pixel_shuffle(p: Propagation, node: Node) -> None:
         if node.packet == "pixel_shuffle":
             r = node.args["upscale_factor"]
             c_out, r1, r2 = p.atoms.split_layout(p.dim(x, lead), [c // (r * r), r, r])
+            p.freeze(r1, f"upscale factor of {node.where} (fixed in the code)")
+            p.freeze(r2, f"upscale factor of {node.where} (fixed in the code)")
             dims = [c_out, p.atoms.merge_layouts([p.dim(x, lead + 1), r1]), p.atoms.merge_layouts([p.dim(x, lead + 2), r2])]
         elif node.packet == "pixel_unshuffle":
             r = node.args["downscale_factor"]
@@ -341,6 +384,7 @@ def pixel_shuffle(p: Propagation, node: Node) -> None:
         else:
             g = node.args["groups"]
             outer, inner = p.atoms.split_layout(p.dim(x, lead), [g, c // g])
+            p.freeze(outer, f"the number of groups of {node.where} (fixed in the code)")
             dims = [p.atoms.merge_layouts([inner, outer]), p.dim(x, lead + 1), p.dim(x, lead + 2)]
         spatial_zero = node.packet == "channel_shuffle"
         p.set(out, base + dims, [p.is_zero(x, d) for d in range(lead)] + [cz, hz and spatial_zero, wz and spatial_zero])
