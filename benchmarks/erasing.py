@@ -66,7 +66,8 @@ def make_optimizer(method: str, model: nn.Module, example: torch.Tensor, total_s
     space = trainonce.analyze(model, example, mode=mode)
     if method.startswith("h2spg"):
         penalty = Penalty(args.h2spg_lambda, 2.0, 10.0)
-        return trainonce.H2SPG(base, space, target_flops=MAC_TARGET, start_step=start, penalty=penalty), base, space
+        return trainonce.H2SPG(base, space, target_flops=MAC_TARGET, start_step=start, pruning_steps=pruning,
+                               penalty=penalty), base, space
     return trainonce.HESSO(base, space, target_flops=MAC_TARGET, start_step=start, pruning_steps=pruning,
                            periods=min(10, pruning)), base, space
 

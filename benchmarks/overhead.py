@@ -177,7 +177,8 @@ def hesso_run(base: torch.optim.Optimizer, space: trainonce.SearchSpace, args: a
 
 def dhspg_run(base: torch.optim.Optimizer, space: trainonce.SearchSpace, args: argparse.Namespace) -> Run:
     start = args.before
-    opt = trainonce.DHSPG(base, space, target_sparsity=args.sparsity, start_step=start)
+    opt = trainonce.DHSPG(base, space, target_sparsity=args.sparsity, start_step=start,
+                          pruning_steps=args.penalty_steps + args.hold + 2)
     fast_forward = start + args.penalty_steps  # the last penalty step; then the target is declared met
 
     def phase(t: int) -> str:

@@ -171,7 +171,8 @@ def make_optimizer(method: Method, model: nn.Module, space: trainonce.SearchSpac
         return base, base
     plan = schedule(total_steps, args)
     if method.optimizer == "dhspg":  # the reference lambda (1e-3) needs hundreds of epochs; 6 epochs need a firmer push
-        return trainonce.DHSPG(base, space, method.sparsity, start_step=plan["start_step"], penalty=DHSPG_PENALTY), base
+        return trainonce.DHSPG(base, space, method.sparsity, start_step=plan["start_step"],
+                              pruning_steps=plan["pruning_steps"], penalty=DHSPG_PENALTY), base
     if method.optimizer == "cric":  # the same pruning window as HESSO: probing, up to 3 cycles, then the final decay
         window = plan["pruning_steps"]
         return trainonce.HESSOCRIC(base, space, method.sparsity, start_step=plan["start_step"], sampling_steps=window // 4,

@@ -21,3 +21,7 @@ class AnalysisError(TrainonceError):
 
 class ConstructionError(TrainonceError):
     """The compact model could not be built, or it does not reproduce the zeroed model."""
+
+
+class NonFiniteError(TrainonceError, FloatingPointError):
+    """A loss or gradient is NaN or infinite at an optimizer step (nothing was stepped)."""

@@ -205,11 +205,11 @@ def test_errors() -> None:
     space = trainonce.analyze(model, x, mode="erase")
     base = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TrainonceError, match="H2SPG"):
-        trainonce.DHSPG(base, space, 0.5)
+        trainonce.DHSPG(base, space, 0.5, pruning_steps=10)
     with pytest.raises(TrainonceError, match="H2SPG"):
         trainonce.HESSOCRIC(base, space, 0.5, sampling_steps=2, hybrid_steps=2)
     with pytest.raises(TrainonceError, match="mode='erase'"):
-        trainonce.H2SPG(base, trainonce.analyze(model, x), target_sparsity=0.5)
+        trainonce.H2SPG(base, trainonce.analyze(model, x), target_sparsity=0.5, pruning_steps=10)
     with pytest.raises(TrainonceError, match="svg"):
         space.render("graph.txt")
 

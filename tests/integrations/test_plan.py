@@ -15,7 +15,9 @@ def test_only_the_options_the_user_left_out_and_the_class_takes_are_fitted() -> 
     fitted = make_schedule(200, periods=5)
     hesso = PruningPlan(trainonce.HESSO, {"target_sparsity": 0.5, "periods": 5})
     assert hesso.schedule(200) == {"start_step": fitted.start_step, "pruning_steps": fitted.pruning_steps}
-    assert PruningPlan(trainonce.DHSPG, {"target_sparsity": 0.5}).schedule(200) == {"start_step": make_schedule(200).start_step}
+    default = make_schedule(200)  # DHSPG takes a pruning window (it ends with a final projection), not periods
+    assert PruningPlan(trainonce.DHSPG, {"target_sparsity": 0.5}).schedule(200) == {"start_step": default.start_step,
+                                                                                  "pruning_steps": default.pruning_steps}
     given = {"target_sparsity": 0.5, "start_step": 0, "pruning_steps": 10, "periods": 2}
     assert PruningPlan(trainonce.HESSO, given).schedule(float("inf")) == {}
 

@@ -30,7 +30,7 @@ def make_optimizer(name: str, model: nn.Module, space: trainonce.SearchSpace) ->
         return trainonce.HESSOCRIC(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), space, 0.5, start_step=3,
                                    sampling_steps=4, max_cycles=2, hybrid_steps=6)
     return trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=5,
-                           penalty=Penalty(0.5, 2.0, 10.0))
+                           pruning_steps=30, penalty=Penalty(0.5, 2.0, 10.0))
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def test_lambda_keeps_a_descent_direction_whenever_the_step_grows_the_group() ->
 
 def test_reaches_the_target_within_tolerance_zeroing_only_penalised_groups() -> None:
     model, inputs, space = small_setup()
-    opt = trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=5, penalty=STRONG)
+    opt = trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=5, pruning_steps=250, penalty=STRONG)
     data = batches()
     zero_history = []
 
@@ -60,7 +60,7 @@ def test_reaches_the_target_within_tolerance_zeroing_only_penalised_groups() -> 
 
 def test_state_dict_resumes_bit_for_bit_mid_penalty() -> None:
     model, inputs, space = small_setup()
-    make = lambda m, s: trainonce.DHSPG(torch.optim.Adam(m.parameters(), lr=1e-2), s, 0.5, start_step=3)  # noqa: E731
+    make = lambda m, s: trainonce.DHSPG(torch.optim.Adam(m.parameters(), lr=1e-2), s, 0.5, start_step=3, pruning_steps=100)  # noqa: E731
     opt = make(model, space)
     data = batches()
     train(model, opt, range(30), data)
@@ -77,10 +77,10 @@ def test_clear_errors() -> None:
     model, _, space = small_setup()
     base = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TrainonceError, match="target_sparsity"):
-        trainonce.DHSPG(base, space, 1.5)
+        trainonce.DHSPG(base, space, 1.5, pruning_steps=10)
     with pytest.raises(TrainonceError, match="epsilon"):
-        trainonce.DHSPG(base, space, 0.5, epsilon=1.0)
+        trainonce.DHSPG(base, space, 0.5, pruning_steps=10, epsilon=1.0)
     with pytest.raises(TrainonceError, match="at most"):
-        trainonce.DHSPG(base, space, 0.99)
+        trainonce.DHSPG(base, space, 0.99, pruning_steps=10)
     with pytest.raises(TrainonceError, match="no DHSPG state"):
-        trainonce.DHSPG(base, space, 0.5).load_state_dict(trainonce.HESSO(base, space, 0.5, pruning_steps=10).state_dict())
+        trainonce.DHSPG(base, space, 0.5, pruning_steps=10).load_state_dict(trainonce.HESSO(base, space, 0.5, pruning_steps=10).state_dict())

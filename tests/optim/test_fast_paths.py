@@ -207,7 +207,7 @@ def test_step_sums_of_bfloat16_parameters_are_reduced_in_float32() -> None:
 def test_projection_inner_product_from_the_sums() -> None:
     """``<x_new, x> = xx - moved - coefficient * lr_xx`` after ``add_to_groups``, as DHSPG uses it."""
     model, _, space = small_setup()
-    opt = trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=100)
+    opt = trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=100, pruning_steps=100)
     train(model, opt, range(2), batches())
     before = [t.clone() for t in opt.capture()]
     train(model, opt.base, range(2, 3), batches())
@@ -239,7 +239,7 @@ def test_scratch_is_one_copy_and_released_when_no_longer_needed() -> None:
 
     model, _, space = small_setup()
     dhspg = trainonce.DHSPG(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), space, 0.5, start_step=2,
-                            penalty=Penalty(0.5, 2.0, 10.0))
+                            pruning_steps=100, penalty=Penalty(0.5, 2.0, 10.0))
     held = []
     train(model, dhspg, range(120), batches(), after_step=lambda _: held.append(copies_held(dhspg)))
     assert not dhspg.penalising and held[:2] == [0, 0] and held[2] == 1 and held[-1] == 0

@@ -40,7 +40,7 @@ def setup(name: str = "deep_plain_residual", **options: object) -> tuple[nn.Modu
     model, x = build(name)
     space = trainonce.analyze(model, x, mode="erase")
     base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    options = {"target_sparsity": 0.5, "start_step": 5, "penalty": STRONG, **options}
+    options = {"target_sparsity": 0.5, "start_step": 5, "pruning_steps": 30, "penalty": STRONG, **options}
     return model, x, space, trainonce.H2SPG(base, space, **options)  # type: ignore[arg-type]
 
 
@@ -117,7 +117,7 @@ def test_state_dict_mid_penalty_resumes_bit_for_bit() -> None:
     fresh.load_state_dict(saved["model"])
     fresh_space = trainonce.analyze(fresh, x, mode="erase")
     resumed = trainonce.H2SPG(torch.optim.SGD(fresh.parameters(), lr=0.05, momentum=0.9), fresh_space, target_sparsity=0.5,
-                              start_step=5, penalty=STRONG)
+                              start_step=5, pruning_steps=30, penalty=STRONG)
     resumed.load_state_dict(saved["opt"])
     train(fresh, resumed, range(10, 20), xs, ys)
     for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items(), strict=True):

@@ -141,6 +141,8 @@ def build_optimizer(config: PruneConfig, model: nn.Module, space: Any, schedule:
     arguments: dict[str, Any] = {"start_step": schedule.start_step, **p.target}
     if p.method == "HESSO":
         arguments |= {"pruning_steps": schedule.pruning_steps, "periods": schedule.periods}
+    elif p.method in ("DHSPG", "H2SPG"):
+        arguments |= {"pruning_steps": schedule.pruning_steps}
     elif p.method == "HESSOCRIC":
         arguments |= {"sampling_steps": max(1, schedule.pruning_steps // (2 * schedule.periods)),
                       "hybrid_steps": max(1, schedule.pruning_steps // 2)}

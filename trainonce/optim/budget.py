@@ -34,6 +34,17 @@ def one_target(**targets: float | None) -> tuple[str, float]:
     return name, value
 
 
+def check_reachable(name: str, target: float, reachable: float, total: float, condition: str) -> None:
+    """A budget the frozen parts make unreachable is an error now, not a model cut to the bone later."""
+    if total <= 0 or target * total > reachable * (1 + 1e-9):
+        share = reachable / total if total > 0 else 0.0
+        what = "parameters" if name == "target_params" else "MACs"
+        raise TrainonceError(
+            f"{name}={target} asks to remove {target:.1%} of the model's {what}, but at most {share:.1%} can go {condition}: "
+            f"the rest sits in frozen parts (space.summary() says why each is frozen). Lower the target to at most "
+            f"{share:.3f}, or unfreeze what analyze(..., exclude=...) keeps")
+
+
 class CostModel:
     """Cost (parameters or MACs) of the weights the prunable groups touch."""
 

@@ -50,7 +50,10 @@ so the next forward pass already sees the new weights):
 6. ``done`` — the K groups are held at exactly zero (their optimizer state is zeroed at the
    step they reach zero, then the weights are re-zeroed after every step, as in HESSO).
 
-At most ``pruning_steps_bound()`` steps pass from ``start_step`` to ``done``. All decisions and
+At most ``pruning_steps_bound()`` steps pass from ``start_step`` to ``done``, plus one for every
+step skipped (a ``GradScaler`` overflow, or ``nonfinite="skip"``) while anchoring, probing or
+cycling: those phases measure every step, so a step without a base step pauses them; the final
+decay and the hold run on schedule whatever is skipped. All decisions and
 measurements, the snapshot included, live in ``self.state["hesso_cric"]``, so ``state_dict()``
 resumes bit for bit; it holds one extra copy of the grouped weights until the final decay
 starts. Each sampled step also needs the weights as they were before it (one more copy, a
@@ -128,8 +131,8 @@ class HESSOCRIC(GroupSparseOptimizer):
     def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float, *, start_step: int = 0,
                  sampling_steps: int, max_cycles: int = 5, tolerance: int = 0, hybrid_steps: int,
                  importance: Mapping[str, float] | None = None, trial_sparsities: Sequence[float] = (0.25, 0.5, 0.75),
-                 sensitivity_weight: float = 1.0) -> None:
-        super().__init__(base, space)
+                 sensitivity_weight: float = 1.0, nonfinite: str = "raise") -> None:
+        super().__init__(base, space, nonfinite)
         _check_arguments(target_sparsity, start_step, sampling_steps, max_cycles, tolerance, hybrid_steps,
                          trial_sparsities, sensitivity_weight)
         self.start_step = start_step
@@ -191,7 +194,7 @@ class HESSOCRIC(GroupSparseOptimizer):
         state = self.own_state
         phase = state["phase"]
         if phase == "warmup":
-            result = self._anchor(closure, loss) if state["step"] == self.start_step else self.base_step(closure)
+            result = self._anchor(closure, loss) if state["step"] >= self.start_step else self.base_step(closure)
         elif phase == "probe":
             result = self._probe_step(closure, loss)
         elif phase == "cycle":
@@ -209,6 +212,8 @@ class HESSOCRIC(GroupSparseOptimizer):
         state = self.own_state
         before = self.snapshot()
         result = self.base_step(closure)
+        if not self.step_taken:
+            return result  # no loss to anchor to: the next step that is taken anchors
         reference = self._loss_value(result if closure is not None else loss, "the anchor step (start_step)")
         state.update(snapshot=before, reference_loss=reference, last_loss=reference, phase="probe")
         self._sample(before)
@@ -229,6 +234,8 @@ class HESSOCRIC(GroupSparseOptimizer):
             self.base.zero_grad(set_to_none=True)  # the probe's gradients must not leak into the real step
             before = self.capture()
             result = self.base_step(closure)
+            if not self.step_taken:
+                return result  # the reference loss is not usable: this probe is tried again next step
             reference = self._loss_value(result, "the probing steps")
             self._record_probe(probed, reference)
             state["last_loss"] = reference
@@ -243,7 +250,8 @@ class HESSOCRIC(GroupSparseOptimizer):
                 state["last_loss"] = value
             before = self.capture()
             result = self.base_step(None)
-        self._sample(before)
+        if self.step_taken:
+            self._sample(before)
         if state["probe_next"] == len(self.plan):
             self._start_cycling()
         elif closure is None and not measured:
@@ -254,6 +262,8 @@ class HESSOCRIC(GroupSparseOptimizer):
         state = self.own_state
         before = self.capture()
         result = self.base_step(closure)
+        if not self.step_taken:
+            return result  # a cycle measures every step: a skipped one pauses it
         scores = self._sample(before)
         state["cycle_sum"] += scores
         state["cycle_scores"] += 1

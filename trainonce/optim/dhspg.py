@@ -29,8 +29,10 @@ class DHSPG(HalfSpaceOptimizer):
     STATE_KEY = "dhspg"
 
     def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float, *, start_step: int = 0,
-                 tolerance: float = 0.05, epsilon: float = 0.9, penalty: Penalty | None = None) -> None:
-        super().__init__(base, space, start_step=start_step, epsilon=epsilon, penalty=penalty)
+                 pruning_steps: int, tolerance: float = 0.05, epsilon: float = 0.9, penalty: Penalty | None = None,
+                 nonfinite: str = "raise") -> None:
+        super().__init__(base, space, start_step=start_step, pruning_steps=pruning_steps, epsilon=epsilon,
+                         penalty=penalty, nonfinite=nonfinite)
         if not 0.0 < target_sparsity < 1.0:
             raise TrainonceError(f"target_sparsity must be in (0, 1), got {target_sparsity}")
         if not 0.0 <= tolerance < 1.0:
@@ -44,7 +46,7 @@ class DHSPG(HalfSpaceOptimizer):
         if self._num_target > removable:
             raise TrainonceError(f"target_sparsity={target_sparsity} asks for {self._num_target} of {n} groups, but at most "
                                  f"{removable} can go while every node group keeps a channel")
-        self.new_state(penalised=torch.zeros(n, dtype=torch.bool), zero=torch.zeros(n, dtype=torch.bool))
+        self.new_state(penalised=torch.zeros(n, dtype=torch.bool), zero=torch.zeros(n, dtype=torch.bool), partitioned=False)
 
     @property
     def num_target(self) -> int:

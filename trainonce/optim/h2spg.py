@@ -22,7 +22,7 @@ from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
 from trainonce.groups.search_space import SearchSpace
-from trainonce.optim.budget import one_target
+from trainonce.optim.budget import check_reachable, one_target
 from trainonce.optim.halfspace import HalfSpaceOptimizer, Penalty, redundancy
 from trainonce.optim.saliency import GroupStatistics
 
@@ -41,11 +41,13 @@ class H2SPG(HalfSpaceOptimizer):
 
     def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float | None = None, *,
                  target_flops: float | None = None, target_params: float | None = None, start_step: int = 0,
-                 epsilon: float = 0.9, penalty: Penalty | None = None, ema: float = 0.9) -> None:
+                 pruning_steps: int, epsilon: float = 0.9, penalty: Penalty | None = None, ema: float = 0.9,
+                 nonfinite: str = "raise") -> None:
         if space.erasing is None:
             raise TrainonceError("H2SPG erases whole segments: analyse the model with trainonce.analyze(model, inputs, "
                                  "mode='erase'); for channels use HESSO or DHSPG")
-        super().__init__(base, space, start_step=start_step, epsilon=epsilon, penalty=penalty)
+        super().__init__(base, space, start_step=start_step, pruning_steps=pruning_steps, epsilon=epsilon,
+                         penalty=penalty, nonfinite=nonfinite)
         self.target_name, self.target = one_target(target_sparsity=target_sparsity, target_params=target_params,
                                                    target_flops=target_flops)
         if not 0.0 <= ema < 1.0:
@@ -54,10 +56,14 @@ class H2SPG(HalfSpaceOptimizer):
         if self.target_name == "target_sparsity" and int(n * self.target) == 0:
             raise TrainonceError(f"target_sparsity={self.target} of N={n} erasable segments removes nothing; raise it")
         self.erasing = space.erasing
+        if self.target_name != "target_sparsity":
+            kind = self.target_name.removeprefix("target_")
+            check_reachable(self.target_name, self.target, self.erasing.saved(list(range(n)), kind),
+                            self.erasing.total(kind), "even if every erasable segment went")
         self.ema = ema
         self.notes: list[str] = []
         self.new_state(penalised=torch.zeros(n, dtype=torch.bool), zero=torch.zeros(n, dtype=torch.bool),
-                       scores=torch.zeros(n, dtype=torch.float64), num_target=0)
+                       scores=torch.zeros(n, dtype=torch.float64), num_target=0, partitioned=False)
 
     @property
     def num_target(self) -> int:
@@ -70,14 +76,17 @@ class H2SPG(HalfSpaceOptimizer):
             return super().step(closure)
         before = self.capture()
         loss = self.base_step(closure)
-        self._average(self.statistics(before))
+        if self.step_taken:  # a skipped step has no update direction to score
+            self._average(self.statistics(before))
         state["step"] += 1
         return loss
 
     def _average(self, stats: GroupStatistics) -> None:
         state = self.own_state
         score = redundancy(stats)
-        state["scores"] = score if state["step"] == 0 else self.ema * state["scores"] + (1.0 - self.ema) * score
+        first = state.get("ema_samples", 0) == 0
+        state["scores"] = score if first else self.ema * state["scores"] + (1.0 - self.ema) * score
+        state["ema_samples"] = state.get("ema_samples", 0) + 1
 
     def _partition(self, stats: GroupStatistics) -> None:
         """Most redundant first, each accepted only while the network stays connected."""

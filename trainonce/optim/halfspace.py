@@ -77,14 +77,17 @@ def redundancy(stats: GroupStatistics) -> torch.Tensor:
 class HalfSpaceOptimizer(GroupSparseOptimizer):
     """Penalty + half-space projection on a penalised set chosen by ``_partition``."""
 
-    def __init__(self, base: Optimizer, space: SearchSpace, *, start_step: int, epsilon: float,
-                 penalty: Penalty | None) -> None:
-        super().__init__(base, space)
+    def __init__(self, base: Optimizer, space: SearchSpace, *, start_step: int, pruning_steps: int, epsilon: float,
+                 penalty: Penalty | None, nonfinite: str = "raise") -> None:
+        super().__init__(base, space, nonfinite)
         if not 0.0 <= epsilon < 1.0:
             raise TrainonceError(f"epsilon must be in [0, 1), got {epsilon}")
         if start_step < 0:
             raise TrainonceError(f"start_step must be >= 0, got {start_step}")
+        if not isinstance(pruning_steps, int) or pruning_steps < 1:
+            raise TrainonceError(f"pruning_steps must be an integer >= 1, got {pruning_steps!r}")
         self.start_step = start_step
+        self.end_step = start_step + pruning_steps
         self.epsilon = epsilon
         self.penalty = penalty or Penalty.default_for(base)
 
@@ -99,29 +102,49 @@ class HalfSpaceOptimizer(GroupSparseOptimizer):
 
     @property
     def penalising(self) -> bool:
-        """Partitioned, and the target not reached yet."""
+        """Partitioned, the target not reached yet, and the schedule not over."""
         state = self.own_state
-        return state["step"] > self.start_step and int(state["zero"].sum()) < self.num_target
+        return bool(state["partitioned"]) and int(state["zero"].sum()) < self.num_target and state["step"] < self.end_step
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
         state = self.own_state
-        partition = state["step"] == self.start_step
+        partition = not state["partitioned"] and state["step"] >= self.start_step
         penalise = partition or self.penalising
         before = self.capture() if penalise else None
         loss = self.base_step(closure)
-        if before is not None:
+        if before is not None and self.step_taken:
             sums = self.step_sums(before)
             if partition:
                 self._partition(sums.statistics)
-            self._penalise_and_project(before, sums)
-        elif state["step"] > self.start_step:
+                state["partitioned"] = True
+            if state["step"] < self.end_step:
+                self._penalise_and_project(before, sums)
+        if state["partitioned"] and state["step"] + 1 >= self.end_step and int(state["zero"].sum()) < self.num_target:
+            self._final_projection()
+        if state["partitioned"] and not self.penalising:
             self.release_scratch()  # the target is reached: no more update directions to measure
         zero = state["zero"]
         if bool(zero.any()):  # hold: re-zero the weights after every base step
             self.multiply(zero)
         state["step"] += 1
         return loss
+
+    def _final_projection(self) -> None:
+        """The schedule ends: the penalised groups closest to zero are projected onto it, up to the target.
+
+        Reaching the target must not depend on how fast the penalty converged (on another CPU the
+        same run can land a step short), so the last step of the schedule finishes the job.
+        """
+        state = self.own_state
+        missing = self.num_target - int(state["zero"].sum())
+        open_groups = state["penalised"] & ~state["zero"]
+        norms = self.index.squared_norms().masked_fill(~open_groups, float("inf"))
+        chosen = torch.zeros(self.index.num_groups, dtype=torch.bool)
+        chosen[torch.sort(norms, stable=True).indices[:missing]] = True
+        chosen = self.agree(chosen & open_groups)
+        self.scale_groups(chosen, 0.0)
+        state["zero"] = state["zero"] | chosen
 
     def _penalise_and_project(self, before: list[torch.Tensor], sums: StepSums) -> None:
         state = self.own_state

@@ -28,7 +28,7 @@ from torch.optim import Optimizer
 
 from trainonce.errors import TrainonceError
 from trainonce.groups.search_space import SearchSpace
-from trainonce.optim.budget import CostModel, one_target
+from trainonce.optim.budget import CostModel, check_reachable, one_target
 from trainonce.optim.saliency import check_importance, saliency
 from trainonce.optim.selection import removable_blocks, take_cost, take_count
 from trainonce.optim.sparse import GroupSparseOptimizer
@@ -87,8 +87,8 @@ class HESSO(GroupSparseOptimizer):
     def __init__(self, base: Optimizer, space: SearchSpace, target_sparsity: float | None = None, *,
                  start_step: int = 0, pruning_steps: int, periods: int = 10,
                  importance: Mapping[str, float] | None = None, group_divisible: int = 1,
-                 target_params: float | None = None, target_flops: float | None = None) -> None:
-        super().__init__(base, space)
+                 target_params: float | None = None, target_flops: float | None = None, nonfinite: str = "raise") -> None:
+        super().__init__(base, space, nonfinite)
         self.target_name, self.target = one_target(target_sparsity=target_sparsity, target_params=target_params,
                                                    target_flops=target_flops)
         if periods < 1:
@@ -106,6 +106,18 @@ class HESSO(GroupSparseOptimizer):
         budget = self.target_name != "target_sparsity"
         self.cost = CostModel(self.index, self.target_name.removeprefix("target_")) if budget and self.erasing is None else None
         self.num_target = 0 if budget else self._count_target()
+        if budget:
+            kind = self.target_name.removeprefix("target_")
+            if self.cost is not None:
+                alive = torch.ones(self.index.num_groups, dtype=torch.bool)
+                everything = take_count(removable_blocks(torch.zeros(self.index.num_groups), self.index.owner, alive,
+                                                         self.divisible), self.index.num_groups, self.index.num_groups)
+                check_reachable(self.target_name, self.target, self.cost.removed(everything), self.cost.total,
+                                f"while every node group keeps at least group_divisible={self.divisible} channels")
+            else:
+                assert self.erasing is not None
+                check_reachable(self.target_name, self.target, self.erasing.saved(list(range(self.index.num_groups)), kind),
+                                self.erasing.total(kind), "even if every erasable segment went")
         self.new_state(period_of=torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
                        scores=torch.zeros(self.index.num_groups, dtype=torch.float64))
 
@@ -131,19 +143,29 @@ class HESSO(GroupSparseOptimizer):
         state = self.own_state
         step = state["step"]
         phase = self.schedule.phase(step)
-        selecting = phase is not None and phase[1] == 0
+        pending = bool(state.get("selection_pending", False))
+        selecting = (phase is not None and phase[1] == 0) or pending
         before = self.capture() if selecting else None
         loss = self.base_step(closure)
-        if phase is not None and before is not None:
-            self._select(phase[0], before)
-            if phase[0] == self.schedule.periods - 1:
-                self.release_scratch()  # the last selection: no more update directions to measure
+        if before is not None:
+            if self.step_taken:
+                # a selection deferred past the window (every later step skipped) zeroes at once
+                late = phase is None
+                period = self.schedule.periods - 1 if late else phase[0]  # type: ignore[index]
+                chosen = self._select(period, before)
+                state["selection_pending"] = False
+                if late:
+                    self.scale_groups(chosen, 0.0)
+                if period == self.schedule.periods - 1:
+                    self.release_scratch()  # the last selection: no more update directions to measure
+            else:  # no update direction to score with: select at the next step that is taken
+                state["selection_pending"] = True
         self._apply_schedule(step)
         state["step"] = step + 1
         return loss
 
-    def _select(self, period: int, before: list[torch.Tensor]) -> None:
-        """Score the groups with this step's update direction and choose the period's quota."""
+    def _select(self, period: int, before: list[torch.Tensor]) -> torch.Tensor:
+        """Score the groups with this step's update direction and choose the period's quota (returned)."""
         state = self.own_state
         period_of = state["period_of"]
         stats = self.statistics(before)
@@ -152,6 +174,7 @@ class HESSO(GroupSparseOptimizer):
         state["scores"] = scores
         chosen = self.agree(self._choose(scores, alive, period))
         period_of[chosen] = period
+        return chosen
 
     def _choose(self, scores: torch.Tensor, alive: torch.Tensor, period: int) -> torch.Tensor:
         """This period's groups: the quota that brings the cumulative total to its target."""

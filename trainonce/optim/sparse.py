@@ -21,6 +21,7 @@ page faults than the copy itself), then reduces them in cache-sized blocks of ro
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +103,8 @@ class GroupSparseOptimizer(WrappedOptimizer):
     # only optimizers that select through ``space.erasing`` may drive them.
     supports_erasing = False
 
-    def __init__(self, base: Optimizer, space: SearchSpace) -> None:
-        super().__init__(base)
+    def __init__(self, base: Optimizer, space: SearchSpace, nonfinite: str = "raise") -> None:
+        super().__init__(base, nonfinite)
         if not isinstance(space, SearchSpace):
             raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
         if space.erasing is not None and not self.supports_erasing:
@@ -121,7 +122,7 @@ class GroupSparseOptimizer(WrappedOptimizer):
         """Create this optimizer's state entry (``num_groups`` guards against loading a foreign one)."""
         for key in [k for k in self.state if isinstance(k, str)]:  # a base is driven by one trainonce optimizer at a time
             del self.state[key]  # type: ignore[arg-type]
-        state = {"step": 0, "num_groups": self.index.num_groups, **entries}
+        state = {"step": 0, "skipped_steps": 0, "num_groups": self.index.num_groups, **entries}
         self.state[self.STATE_KEY] = state  # type: ignore[index]
         return state
 
@@ -157,6 +158,18 @@ class GroupSparseOptimizer(WrappedOptimizer):
             buckets.append(_Bucket(device, dtype, ordered, len(matrices), sizes, shapes, dims, gid.to(device), gid,
                                    torch.repeat_interleave(torch.arange(len(ordered)), torch.tensor(sizes))))
         return buckets
+
+    def parameter_name(self, param: torch.Tensor) -> str:
+        for name, candidate in self.space.model.named_parameters(remove_duplicate=False):
+            if candidate is param:
+                return f"'{name}'"
+        return super().parameter_name(param)
+
+    def base_step(self, closure: Callable[[], Any] | None) -> Any:
+        loss = super().base_step(closure)
+        if not self.step_taken:
+            self.own_state["skipped_steps"] = self.own_state.get("skipped_steps", 0) + 1
+        return loss
 
     # -- update direction -------------------------------------------------------------------
     def snapshot(self) -> list[torch.Tensor]:
