@@ -382,17 +382,21 @@ REDUCTIONS = ("amax", "mean", "sum", "max", "std", "logsumexp")
 
 
 class _Stand(dict):  # type: ignore[type-arg]
-    """Shared modules while drawing: any key gives an identity (the drawer knows the real shapes)."""
+    """Shared modules while drawing: a fresh module of the shared layer's spec (same shapes)."""
+
+    def __init__(self, specs: dict[int, LayerSpec]) -> None:
+        super().__init__()
+        self.specs = specs
 
     def __missing__(self, key: int) -> nn.Module:
-        return nn.Identity()
+        return Builder().layer(self.specs[key])
 
 
-def _output_shape(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+def _output_shape(spec: LayerSpec, shape: tuple[int, ...], specs: dict[int, LayerSpec]) -> tuple[int, ...] | None:
     """The shape ``spec`` produces from ``shape``, or None if it does not run on it."""
     try:
         with torch.no_grad():
-            out = Builder(shared=_Stand()).layer(spec).eval()(torch.randn(shape))
+            out = Builder(shared=_Stand(specs)).layer(spec).eval()(torch.randn(shape))
     except Exception:
         return None
     if not isinstance(out, torch.Tensor) or out.ndim < 2 or out.numel() == 0 or out.numel() > 20_000 or out.shape[0] != shape[0]:
@@ -413,6 +417,7 @@ class Drawer:
         self.shareable: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []
         self.pending: list[tuple[int, tuple[int, ...], tuple[int, ...] | None]] = []
         self.keys = 0
+        self.specs: dict[int, LayerSpec] = {}  # weighted layer specs by key, for shared layers while drawing
 
     def key(self) -> int:
         self.keys += 1
@@ -442,40 +447,37 @@ class Drawer:
             mark = len(self.pending)
             kind = self.pick(kinds)
             spec = getattr(self, f"draw_{kind}")(shape, depth)
-            out = None if spec is None else self.shared_output(spec, shape) or _output_shape(spec, shape)
+            out = None if spec is None else _output_shape(spec, shape, self.specs)
             if spec is None or out is None:
                 del self.pending[mark:]
                 continue
             if spec[0] in ("linear", "conv"):
                 self.pending.append((spec[1]["key"], shape, out))
+                self.specs[spec[1]["key"]] = spec
             if depth == 0:
                 self.shareable.extend((k, before, after) for k, before, after in self.pending if after is not None)
                 self.pending.clear()
             return spec, out
         return ("fn", {"name": "relu"}), shape
 
-    def shared_output(self, spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        if spec[0] != "shared":
-            return None
-        (after,) = [after for key, _, after in self.shareable if key == spec[1]["ref"]]
-        return (shape[0], *after[1:])
-
     def stem(self, shape: tuple[int, ...]) -> tuple[LayerSpec, tuple[int, ...]]:
         """A first layer with weights, so that the network has a space of its own to prune."""
         for _ in range(12):
             mark = len(self.pending)
             spec = getattr(self, f"draw_{self.pick(['linear', 'conv', 'conv', 'attention'])}")(shape, 0)
-            out = None if spec is None else _output_shape(spec, shape)
+            out = None if spec is None else _output_shape(spec, shape, self.specs)
             if spec is not None and out is not None:
                 if spec[0] in ("linear", "conv"):
                     self.shareable.append((spec[1]["key"], shape, out))
+                    self.specs[spec[1]["key"]] = spec
                 self.pending.clear()
                 return spec, out
             del self.pending[mark:]
         spec = self.draw_linear(shape, 0)
-        out = _output_shape(spec, shape)
+        out = _output_shape(spec, shape, self.specs)
         assert out is not None
         self.shareable.append((spec[1]["key"], shape, out))
+        self.specs[spec[1]["key"]] = spec
         return spec, out
 
     def sequence(self, shape: tuple[int, ...], depth: int, length: int) -> tuple[list[LayerSpec], tuple[int, ...]]:

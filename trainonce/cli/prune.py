@@ -203,9 +203,13 @@ def prune(config: PruneConfig, restart: bool = False, stop_after: int | None = N
     loss_fn = build_loss(config.train.loss)
     step = 0
     if checkpoint.exists():
-        extra = trainonce.load_checkpoint(checkpoint, model, optimizer)
-        if extra.get("config") != config.fingerprint():
-            raise TrainonceError(f"{checkpoint} belongs to a different config: use --restart to start over, or another 'output'")
+        try:
+            extra = trainonce.load_checkpoint(checkpoint, model, optimizer, expect={"config": config.fingerprint()})
+        except TrainonceError as error:
+            if "belongs to a different config" not in str(error):
+                raise
+            raise TrainonceError(f"{checkpoint} belongs to a different config: use --restart to start over, or another "
+                                 "'output'") from None
         scheduler.load_state_dict(extra["scheduler"])
         step = int(extra["step"])
         say(f"resuming from {checkpoint} at step {step} of {schedule.total_steps}")

@@ -27,7 +27,7 @@ from torch import nn
 
 from trainonce.construct.build import build_compact
 from trainonce.construct.plan import Kept
-from trainonce.graph.capture import tracing_mode
+from trainonce.graph.execution import tracing_mode
 from trainonce.graph.inputs import output_tensors
 from trainonce.metrics.params import count_parameters
 

@@ -16,40 +16,18 @@ come back exactly as they were.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from trainonce.graph.capture import tracing_mode
-from trainonce.graph.inputs import ExampleInputs, output_tensors
+from trainonce.graph.equality import Verdict, compare, tolerance
+from trainonce.graph.execution import run, untouched
+from trainonce.graph.inputs import ExampleInputs
 
-RELATIVE_TOLERANCE = 1e-5  # float32, relative to max(1, |output|)
-TOLERANCES = {torch.float64: 1e-7, torch.float32: RELATIVE_TOLERANCE, torch.bfloat16: 1.6e-2, torch.float16: 1e-3}
 _SEED = 20_251_207
-
-
-def tolerance(dtype: torch.dtype) -> float:
-    """Allowed difference relative to ``max(1, |output|)`` for outputs of ``dtype``."""
-    return TOLERANCES.get(dtype, RELATIVE_TOLERANCE)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether the compact model matched, and if not where and by how much."""
-
-    exact: bool
-    difference: float  # max over outputs of |full - compact| / max(1, |full|)
-    where: str = ""  # which inputs showed the problem
-    detail: str = ""  # what went wrong there
-
-    def describe(self) -> str:
-        return f"on {self.where}: {self.detail}" if self.where else self.detail
 
 
 def verification_inputs(inputs: ExampleInputs) -> list[tuple[str, ExampleInputs]]:
@@ -99,45 +77,6 @@ def _looks_random(t: torch.Tensor) -> bool:
         return False
     flat = t.detach().flatten()
     return bool((flat != flat[0]).any()) and torch.unique(flat[:4096]).numel() > 2
-
-
-@contextlib.contextmanager
-def untouched(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Eval mode, no KV cache, and copies of the buffers to run with; the model comes back as it was."""
-    buffers = {name: b.clone() for name, b in model.named_buffers(remove_duplicate=False)}
-    with tracing_mode(model), torch.no_grad():
-        yield buffers
-
-
-def run(model: nn.Module, buffers: dict[str, torch.Tensor], inputs: ExampleInputs) -> list[torch.Tensor]:
-    """The model's output tensors with ``buffers`` in place of its own (so its own stay unchanged)."""
-    output = torch.func.functional_call(model, buffers, inputs.args, inputs.kwargs, strict=False, tie_weights=True)
-    return output_tensors(output)
-
-
-def compare(expected: list[torch.Tensor], actual: list[torch.Tensor]) -> Verdict:
-    """Output by output: same structure, same integers, finite and close floats."""
-    if len(expected) != len(actual):
-        return Verdict(False, math.inf, detail=f"the compact model returns {len(actual)} tensors instead of {len(expected)}")
-    worst = 0.0
-    for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-        if e.shape != a.shape:
-            return Verdict(False, math.inf, detail=f"output {i} has shape {list(a.shape)} instead of {list(e.shape)}")
-        if not e.is_floating_point():
-            if not torch.equal(e, a):
-                return Verdict(False, math.inf, detail=f"output {i} ({e.dtype}) differs")
-            continue
-        if e.numel() == 0:
-            continue
-        for name, tensor in (("full", e), ("compact", a)):
-            if not bool(torch.isfinite(tensor).all()):
-                return Verdict(False, math.inf, detail=f"output {i} of the {name} model is not finite (NaN or inf)")
-        difference = float((e.double() - a.double()).abs().max()) / max(1.0, float(e.abs().max()))
-        worst = max(worst, difference)
-        if difference > tolerance(e.dtype):
-            return Verdict(False, difference, detail=f"output {i} differs by {difference:.3g} x max(1, |output|) "
-                                                     f"(allowed {tolerance(e.dtype):g} for {e.dtype})")
-    return Verdict(True, worst)
 
 
 def verify(full: nn.Module, compact: nn.Module, inputs: ExampleInputs) -> Verdict:

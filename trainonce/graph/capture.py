@@ -8,10 +8,8 @@ identity through the export graph signature.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import operator
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,7 +18,9 @@ from torch.export.graph_signature import InputKind
 from torch.utils import _pytree as pytree
 
 from trainonce.errors import CaptureError
-from trainonce.graph.inputs import ExampleInputs
+from trainonce.graph.equality import compare
+from trainonce.graph.execution import run, tracing_mode, untouched
+from trainonce.graph.inputs import ExampleInputs, output_tensors
 from trainonce.graph.ir import Graph, Node, Value, ValueKind
 
 _KIND_OF_INPUT = {
@@ -29,25 +29,6 @@ _KIND_OF_INPUT = {
     InputKind.CONSTANT_TENSOR: ValueKind.CONSTANT,
     InputKind.USER_INPUT: ValueKind.INPUT,
 }
-
-
-@contextlib.contextmanager
-def tracing_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and ``use_cache=False`` during tracing; the model is restored afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    config = getattr(model, "config", None)
-    had_cache = config is not None and hasattr(config, "use_cache")
-    old_cache = getattr(config, "use_cache", None)
-    try:
-        model.eval()
-        if had_cache:
-            config.use_cache = False  # type: ignore[union-attr]
-        yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
-        if had_cache:
-            config.use_cache = old_cache  # type: ignore[union-attr]
 
 
 def export(model: torch.nn.Module, inputs: ExampleInputs) -> torch.export.ExportedProgram:
@@ -131,7 +112,27 @@ def capture_for_surgery(model: torch.nn.Module, example_inputs: Any) -> tuple[Gr
         program = export(model, inputs)
     with tracing_mode(model), torch.no_grad():
         program = program.run_decompositions({})
+        _check_faithful(model, program, inputs)
     return _build_graph(model, program, _example_batch(program, inputs) if dynamic else None), program, dynamic
+
+
+def _check_faithful(model: torch.nn.Module, program: torch.export.ExportedProgram, inputs: ExampleInputs) -> None:
+    """The program must compute what the model computes: erasing edits the program, not the model.
+
+    They can differ where eager code mutates a tensor through an alias the trace does not see
+    (``dropout(x).mul_(2)`` in eval mode writes into ``x``), and then no erased model could ever
+    be verified against the original.
+    """
+    with untouched(model) as buffers:
+        expected = run(model, buffers, inputs)
+    actual = output_tensors(program.module()(*inputs.args, **inputs.kwargs))
+    verdict = compare(expected, actual, names=("original", "exported"))
+    if not verdict.exact:
+        raise CaptureError(
+            f"torch.export's program of {type(model).__name__} does not reproduce it on the example inputs "
+            f"({verdict.detail}). Erase mode edits that program, so it cannot be used on this model; the usual cause "
+            "is an in-place op on a tensor another op aliases (e.g. dropout(x).mul_(2) in eval mode writes into x): "
+            "make it out-of-place. Pruning mode (the default) does not depend on the program")
 
 
 def _example_batch(program: torch.export.ExportedProgram, inputs: ExampleInputs) -> dict[Any, int]:

@@ -174,7 +174,7 @@ class ErasingSpace(SearchSpace):
         if verify:
             verdict = verify_models(self.model, compact, self.inputs)
             if not verdict.exact:
-                raise ConstructionError(failure_message(verdict, lambda: f"erased segments: {names}"))
+                raise ConstructionError(failure_message(verdict, lambda: f"erased segments: {names or 'none'}"))
         return compact
 
     # -- reporting --------------------------------------------------------------------------

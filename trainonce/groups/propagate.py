@@ -210,7 +210,10 @@ def propagate(graph: Graph, frozen_modules: Sequence[str] = ()) -> Propagation:
             p.unknown_ops[node.op] = p.unknown_ops.get(node.op, 0) + 1
             p.opaque(node, f"unknown op {node.where} (trainonce does not know how it maps channels)")
         else:
-            fn(p, node)
+            try:
+                fn(p, node)
+            except NotRepresentable as why:  # an index map no rule step guarded: the node is opaque
+                p.opaque(node, f"index map not representable at {node.where} ({why})")
         for value in node.outputs:
             if value.id not in p.layouts:
                 p.set_fresh(value, f"output of {node.where}")

@@ -25,7 +25,8 @@ import torch
 
 from trainonce.errors import TrainonceError
 from trainonce.graph.capture import export as export_static
-from trainonce.graph.capture import export_batch_dynamic, tracing_mode
+from trainonce.graph.capture import export_batch_dynamic
+from trainonce.graph.execution import tracing_mode
 from trainonce.graph.inputs import ExampleInputs
 
 # ONNX files hold weights inline up to protobuf's 2 GiB limit; bigger models need a .data file beside

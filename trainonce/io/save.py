@@ -8,7 +8,10 @@ class as an import path and the architecture spec (every submodule's widths), fr
 model also gets its ``config.json``, so the directory is what ``save_pretrained`` writes.
 
 A ``torch.fx.GraphModule`` (what erase-mode construction returns) has generated code and no
-class to rebuild, so it is saved as a ``torch.export`` program (``model.pt2``) instead.
+class to rebuild, so it is saved as a ``torch.export`` program: the graph in torch's JSON
+serialisation (``program.json``, ops named as ``torch.ops`` overloads, no code) and its tensors in
+``model.safetensors``. ``torch.export.save`` is not used: its ``.pt2`` archive pickles the
+weights, and ``torch.export.load`` falls back to an unrestricted unpickler.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch._export.serde.serialize import serialize
 
 from trainonce.errors import TrainonceError
 from trainonce.graph.inputs import ExampleInputs
@@ -30,7 +34,7 @@ from trainonce.io.exporter import exported_program, quiet
 
 FORMAT = "trainonce/1"
 SPEC = "trainonce.json"
-PROGRAM = "model.pt2"
+PROGRAM = "program.json"
 
 
 def save(model: nn.Module, directory: str | os.PathLike[str], *, example_inputs: Any = None,
@@ -62,14 +66,34 @@ def save(model: nn.Module, directory: str | os.PathLike[str], *, example_inputs:
                                  "is saved as a torch.export program, which needs example inputs: "
                                  "trainonce.save(model, directory, example_inputs=...)")
         with quiet(verbose=False):
-            torch.export.save(exported_program(model, ExampleInputs.of(example_inputs), dynamic_batch=True),
-                              directory / PROGRAM)
-        record.update(kind="exported_program", class_name=type(model).__name__, training=model.training, file=PROGRAM)
+            program = exported_program(model, ExampleInputs.of(example_inputs), dynamic_batch=True)
+        record.update(kind="exported_program", class_name=type(model).__name__, training=model.training, file=PROGRAM,
+                      tensors=_write_program(program, directory))
     else:
         record.update(kind="module", **_module_record(model, directory, factory))
         record["factory_kwargs"] = dict(factory_kwargs or {})
     (directory / SPEC).write_text(json.dumps(record, indent=1))
     return directory
+
+
+def _write_program(program: torch.export.ExportedProgram, directory: Path) -> dict[str, Any]:
+    """``program.json`` and ``model.safetensors`` for ``program``; returns the tensor listing for the spec."""
+    named = {f"state/{k}": v for k, v in program.state_dict.items()}
+    for key, value in program.constants.items():
+        if not isinstance(value, torch.Tensor):
+            raise TrainonceError(f"the program holds a non-tensor constant {key!r} ({type(value).__name__}), which "
+                                 "trainonce cannot store without pickle")
+        named[f"constant/{key}"] = value
+    stored, seen = {}, set()
+    for key, tensor in named.items():  # safetensors refuses two names on one storage: copy the second
+        pointer = (tensor.device, tensor.untyped_storage().data_ptr())
+        stored[key] = tensor.detach().clone() if pointer in seen else tensor.detach()
+        seen.add(pointer)
+    (directory / PROGRAM).write_bytes(serialize(program).exported_program)
+    weights.write_file(stored, directory / weights.WEIGHTS)
+    (directory / weights.BUFFERS).unlink(missing_ok=True)
+    return {key: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                  "parameter": isinstance(named[key], nn.Parameter)} for key, t in stored.items()}
 
 
 def _module_record(model: nn.Module, directory: Path, factory: str | Callable[..., Any] | None) -> dict[str, Any]:

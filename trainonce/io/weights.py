@@ -62,10 +62,28 @@ def read(directory: Path, aliases: dict[str, str], device: str | torch.device) -
     tensors: dict[str, torch.Tensor] = {}
     for path in (directory / WEIGHTS, directory / BUFFERS):
         if path.exists():
-            with _safetensors().safe_open(str(path), framework="pt", device=str(device)) as file:
-                tensors.update({name: file.get_tensor(name).clone() for name in file.keys()})  # noqa: SIM118
-    tensors.update({alias: tensors[target] for alias, target in aliases.items()})
+            tensors.update(read_file(path, device))
+    for alias, target in aliases.items():
+        if target not in tensors:
+            raise TrainonceError(f"{directory / 'trainonce.json'}: alias {alias!r} points to {target!r}, which no weight file holds")
+        tensors[alias] = tensors[target]
     return tensors
+
+
+def read_file(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file, copied out of the mapping; a damaged file is named."""
+    try:
+        with _safetensors().safe_open(str(path), framework="pt", device=str(device)) as file:
+            return {name: file.get_tensor(name).clone() for name in file.keys()}  # noqa: SIM118
+    except TrainonceError:
+        raise
+    except Exception as error:  # safetensors raises its own error types for truncated or garbled files
+        raise TrainonceError(f"{path} cannot be read (truncated or corrupted?): {type(error).__name__}: {error}") from None
+
+
+def write_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    _safetensors().torch.save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path),
+                                   metadata={"format": "pt"})
 
 
 def _safetensors() -> ModuleType:

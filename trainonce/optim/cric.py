@@ -136,6 +136,7 @@ class HESSOCRIC(GroupSparseOptimizer):
         _check_arguments(target_sparsity, start_step, sampling_steps, max_cycles, tolerance, hybrid_steps,
                          trial_sparsities, sensitivity_weight)
         self.start_step = start_step
+        self.target_sparsity = target_sparsity
         self.sampling_steps = sampling_steps
         self.max_cycles = max_cycles
         self.tolerance = tolerance
@@ -155,6 +156,12 @@ class HESSOCRIC(GroupSparseOptimizer):
             probe_sensitivity=torch.full((len(self.plan),), float("nan"), dtype=torch.float64),
             cycle=0, suspects_per_cycle=[], violating=no_groups.clone(), historical=no_groups.clone(),
             final=no_groups.clone())
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"target_sparsity": self.target_sparsity, "start_step": self.start_step, "sampling_steps": self.sampling_steps,
+                "max_cycles": self.max_cycles, "tolerance": self.tolerance, "hybrid_steps": self.hybrid_steps,
+                "trial_sparsities": list(self.plan.trials), "sensitivity_weight": self.sensitivity_weight,
+                "importance": dict(self.weights)}
 
     def _count_target(self, target_sparsity: float) -> int:
         """K = floor(N * s); a clear error if it is 0 or would empty a node group."""

@@ -10,6 +10,8 @@ zero. G_p keeps the best channel of every node group, so the final sparsity is i
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.optim import Optimizer
 
@@ -38,6 +40,7 @@ class DHSPG(HalfSpaceOptimizer):
         if not 0.0 <= tolerance < 1.0:
             raise TrainonceError(f"tolerance must be in [0, 1), got {tolerance}")
         n = self.index.num_groups
+        self.target_sparsity, self.tolerance = target_sparsity, tolerance
         self._num_target = int(n * target_sparsity)
         self.num_penalised = int(n * min(target_sparsity + tolerance, 0.999))
         removable = n - len(self.index.node_groups)
@@ -51,6 +54,9 @@ class DHSPG(HalfSpaceOptimizer):
     @property
     def num_target(self) -> int:
         return self._num_target
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "target_sparsity": self.target_sparsity, "tolerance": self.tolerance}
 
     def _partition(self, stats: GroupStatistics) -> None:
         """G_p: the most redundant groups, never a node group's last channel."""

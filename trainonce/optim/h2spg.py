@@ -69,6 +69,9 @@ class H2SPG(HalfSpaceOptimizer):
     def num_target(self) -> int:
         return int(self.own_state["num_target"])
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), self.target_name: self.target, "ema": self.ema}
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
         state = self.own_state

@@ -91,6 +91,10 @@ class HalfSpaceOptimizer(GroupSparseOptimizer):
         self.epsilon = epsilon
         self.penalty = penalty or Penalty.default_for(base)
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"start_step": self.start_step, "pruning_steps": self.end_step - self.start_step, "epsilon": self.epsilon,
+                "penalty": [self.penalty.lmbda, self.penalty.amplify, self.penalty.cap]}
+
     @property
     def num_target(self) -> int:
         """How many groups must be zero before the penalty stops."""

@@ -100,6 +100,7 @@ class HESSO(GroupSparseOptimizer):
         if group_divisible < 1:
             raise TrainonceError(f"group_divisible must be >= 1, got {group_divisible}")
         self.schedule = Schedule(start_step, pruning_steps // periods, periods)
+        self.pruning_steps = pruning_steps
         self.weights = check_importance(importance)
         self.divisible = group_divisible
         self.erasing = space.erasing
@@ -120,6 +121,10 @@ class HESSO(GroupSparseOptimizer):
                                 self.erasing.total(kind), "even if every erasable segment went")
         self.new_state(period_of=torch.full((self.index.num_groups,), NOT_CHOSEN, dtype=torch.long),
                        scores=torch.zeros(self.index.num_groups, dtype=torch.float64))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {self.target_name: self.target, "start_step": self.schedule.start, "pruning_steps": self.pruning_steps,
+                "periods": self.schedule.periods, "importance": dict(self.weights), "group_divisible": self.divisible}
 
     # -- set-up -----------------------------------------------------------------------------
     def _count_target(self) -> int:

@@ -122,15 +122,37 @@ class GroupSparseOptimizer(WrappedOptimizer):
         """Create this optimizer's state entry (``num_groups`` guards against loading a foreign one)."""
         for key in [k for k in self.state if isinstance(k, str)]:  # a base is driven by one trainonce optimizer at a time
             del self.state[key]  # type: ignore[arg-type]
-        state = {"step": 0, "skipped_steps": 0, "num_groups": self.index.num_groups, **entries}
+        state = {"step": 0, "skipped_steps": 0, "num_groups": self.index.num_groups,
+                 "hyperparameters": self.hyperparameters(), **entries}
         self.state[self.STATE_KEY] = state  # type: ignore[index]
         return state
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings a saved state is valid only with: targets, schedule, importance, divisibility.
+
+        Stored in the state and compared on load, so a run resumed with other settings is refused
+        instead of continuing a schedule it was not planned for.
+        """
+        return {}
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Refuse a state that does not belong to this optimizer, before anything is changed."""
+        super().check_state_dict(state_dict)
+        own = state_dict["state"][self.STATE_KEY]
+        name = type(self).__name__
+        if not isinstance(own, dict) or own.get("num_groups") != self.index.num_groups:
+            saved = own.get("num_groups") if isinstance(own, dict) else None
+            raise TrainonceError(f"the saved {name} state has {saved} groups but this search space has "
+                                 f"{self.index.num_groups}: analyse the same model with the same options before loading")
+        saved, current = own.get("hyperparameters"), self.hyperparameters()
+        if saved is not None and saved != current:
+            differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differing)
+            raise TrainonceError(f"the saved {name} state was made with other settings ({details}); construct the "
+                                 "optimizer with the settings of the run that saved it")
+
     def after_load(self) -> None:
         state = self.state[self.STATE_KEY] = copy.deepcopy(self.own_state)  # type: ignore[index]  # never alias the caller's dict
-        if state.get("num_groups") != self.index.num_groups:
-            raise TrainonceError(f"the saved {type(self).__name__} state has {state.get('num_groups')} groups but this search space has "
-                                 f"{self.index.num_groups}: analyse the same model with the same options before loading")
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 state[key] = value.cpu()

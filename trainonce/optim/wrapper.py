@@ -139,9 +139,24 @@ class WrappedOptimizer(Optimizer):
         """How to call a parameter in messages; subclasses that know the model give its name."""
         return f"a parameter of shape {list(param.shape)}"
 
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Everything ``load_state_dict`` would refuse, found before anything is changed."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
+            raise TrainonceError(f"not an optimizer state_dict: {type(state_dict).__name__}")
+        if self.STATE_KEY not in state_dict["state"]:
+            raise TrainonceError(f"this state_dict has no {name} state: was it saved from a {name}?")
+        saved_groups = state_dict.get("param_groups")
+        if not isinstance(saved_groups, list) or len(saved_groups) != len(self.param_groups):
+            count = len(saved_groups) if isinstance(saved_groups, list) else None
+            raise TrainonceError(f"the saved state has {count} parameter groups, this optimizer {len(self.param_groups)}")
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            if len(saved.get("params", ())) != len(group["params"]):
+                raise TrainonceError(f"parameter group {i} holds {len(saved.get('params', ()))} parameters in the saved "
+                                     f"state and {len(group['params'])} here: build the base optimizer as the saved run did")
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.STATE_KEY not in state_dict.get("state", {}):
-            raise TrainonceError(f"this state_dict has no {type(self).__name__} state: was it saved from a {type(self).__name__}?")
+        self.check_state_dict(state_dict)
         self.base.load_state_dict(state_dict)
         self.param_groups = self.base.param_groups
         self.state = self.base.state
