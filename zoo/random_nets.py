@@ -327,7 +327,7 @@ def build(spec: NetSpec) -> tuple[RandomNet, torch.Tensor]:
     """The model (eval mode, non-trivial norm state) and an example input for ``spec``."""
     torch.manual_seed(spec.seed)
     builder = Builder()
-    kind, shape, vocabulary = spec.input
+    kind, _, vocabulary = spec.input
     embedding = nn.Embedding(vocabulary, shape_after_embedding(spec)) if kind == "tokens" else None
     layers = [builder.layer(layer) for layer in spec.layers]
     model = RandomNet(embedding, layers, None)
@@ -572,9 +572,7 @@ class Drawer:
         dim = self.dim(shape)
         for _ in range(self.int(2, 3)):
             body, out = self.sequence(shape, depth + 1, self.int(1, 2))
-            if join == "sum":
-                body = self.back_to(body, out, shape)
-            elif len(out) != len(shape) or any(out[d] != shape[d] for d in range(len(shape)) if d != dim):
+            if join == "sum" or len(out) != len(shape) or any(out[d] != shape[d] for d in range(len(shape)) if d != dim):
                 body = self.back_to(body, out, shape)
             if body is None:
                 return None
@@ -731,6 +729,6 @@ def networks(draw: Callable[[Any], Any], erase_bias: bool = False) -> NetSpec:
     shape = start_shape = START_SHAPES[start](drawer.int)
     vocabulary = drawer.int(5, 20) if start == "tokens" else 0
     stem, shape = drawer.stem(shape)
-    layers, out = drawer.sequence(shape, 0, drawer.int(1, 6))
+    layers, _ = drawer.sequence(shape, 0, drawer.int(1, 6))
     head = drawer.pick(["linear", "linear", "flatten_linear", "mean_linear", "none"])
     return NetSpec(drawer.int(0, 10_000), ("tokens" if start == "tokens" else "float", start_shape, vocabulary), (stem, *layers), head)

@@ -16,7 +16,7 @@ import trainonce
 from trainonce.errors import TrainonceError
 
 from .resume_worker import make_optimizer
-from .test_hesso import SmallResNet, small_setup
+from .test_hesso import SmallResNet, batches, small_setup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +74,79 @@ def test_mismatched_or_corrupted_checkpoints_are_refused(tmp_path: Path) -> None
         trainonce.load_checkpoint(path, model, opt)
     with pytest.raises(TrainonceError, match="no checkpoint"):
         trainonce.load_checkpoint(tmp_path / "missing.ckpt", nn.Linear(1, 1), opt)
+
+
+def everything(model: nn.Module, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Model tensors, optimizer state tensors and the RNG state: what a refused restore must not touch."""
+    tensors = [t.detach().clone() for t in model.state_dict().values()]
+    for state in opt.state.values():
+        if isinstance(state, dict):
+            tensors += [v.clone() for v in state.values() if isinstance(v, torch.Tensor)]
+    return [*tensors, torch.get_rng_state()]
+
+
+def trained(base: str = "sgd", groups: int = 1, target: float = 0.5) -> tuple[nn.Module, trainonce.HESSO]:
+    model, _, space = small_setup()
+    params = list(model.parameters())
+    layout = [{"params": params}] if groups == 1 else [{"params": params[:4]}, {"params": params[4:], "lr": 0.01}]
+    opt_base = torch.optim.SGD(layout, lr=0.05, momentum=0.9) if base == "sgd" else torch.optim.Adam(layout, lr=1e-3)
+    opt = trainonce.HESSO(opt_base, space, target, start_step=1, pruning_steps=6, periods=2)
+    data = batches()
+    model.train()
+    for step in range(3):
+        x, y = data(step)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    ({"base": "adam"}, "different base optimizer class"),
+    ({"groups": 2}, "different parameter-group layout"),
+    ({"target": 0.6}, r"different trainonce settings .*target_sparsity: saved 0.5, now 0.6"),
+])
+def test_a_restore_that_cannot_complete_changes_nothing(tmp_path: Path, change: dict[str, object], refusal: str) -> None:
+    model, opt = trained()
+    path = tmp_path / "run.ckpt"
+    trainonce.save_checkpoint(path, model, opt, step=3)
+    other_model, other_opt = trained(**change)  # type: ignore[arg-type]
+    torch.manual_seed(123)
+    before = everything(other_model, other_opt)
+    with pytest.raises(TrainonceError, match=refusal):
+        trainonce.load_checkpoint(path, other_model, other_opt)
+    after = everything(other_model, other_opt)
+    assert len(before) == len(after) and all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_one_flipped_bit_in_a_tensor_is_detected(tmp_path: Path) -> None:
+    model, opt = trained()
+    path = tmp_path / "run.ckpt"
+    trainonce.save_checkpoint(path, model, opt, step=3)
+    data = bytearray(path.read_bytes())
+    raw = model.state_dict()["block.0.weight"].numpy().tobytes()
+    where = data.find(raw)
+    assert where > 0, "the weight is stored uncompressed"
+    data[where + len(raw) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+    before = everything(model, opt)
+    with pytest.raises(TrainonceError, match=r"corrupted: tensor 'model/block.0.weight'"):
+        trainonce.load_checkpoint(path, model, opt)
+    assert all(torch.equal(a, b) for a, b in zip(before, everything(model, opt), strict=True))
+
+
+def test_a_failed_save_leaves_the_last_checkpoint_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt = trained()
+    path = tmp_path / "run.ckpt"
+    trainonce.save_checkpoint(path, model, opt, step=3)
+    good = path.read_bytes()
+
+    def half_written(payload: object, handle: object) -> None:
+        handle.write(b"partial")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        trainonce.save_checkpoint(path, model, opt, step=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]
+    assert path.read_bytes() == good
