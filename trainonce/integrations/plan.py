@@ -51,7 +51,8 @@ class PruningPlan:
         return {name: derived[name] for name in missing}
 
     def wrap(self, base: Optimizer, space: SearchSpace, total_steps: float) -> GroupSparseOptimizer:
-        return self.optimizer_cls(base, space, **self.options, **self.schedule(total_steps))
+        options: dict[str, Any] = {**self.options, **self.schedule(total_steps)}
+        return self.optimizer_cls(base, space, **options)
 
 
 def sparsity_metrics(optimizers: Sequence[GroupSparseOptimizer]) -> dict[str, float]:

@@ -132,7 +132,7 @@ class HESSOCRIC(GroupSparseOptimizer):
                  sampling_steps: int, max_cycles: int = 5, tolerance: int = 0, hybrid_steps: int,
                  importance: Mapping[str, float] | None = None, trial_sparsities: Sequence[float] = (0.25, 0.5, 0.75),
                  sensitivity_weight: float = 1.0, nonfinite: str = "raise") -> None:
-        super().__init__(base, space, nonfinite)
+        super().__init__(base, space, nonfinite=nonfinite)
         _check_arguments(target_sparsity, start_step, sampling_steps, max_cycles, tolerance, hybrid_steps,
                          trial_sparsities, sensitivity_weight)
         self.start_step = start_step

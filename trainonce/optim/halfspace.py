@@ -79,7 +79,7 @@ class HalfSpaceOptimizer(GroupSparseOptimizer):
 
     def __init__(self, base: Optimizer, space: SearchSpace, *, start_step: int, pruning_steps: int, epsilon: float,
                  penalty: Penalty | None, nonfinite: str = "raise") -> None:
-        super().__init__(base, space, nonfinite)
+        super().__init__(base, space, nonfinite=nonfinite)
         if not 0.0 <= epsilon < 1.0:
             raise TrainonceError(f"epsilon must be in [0, 1), got {epsilon}")
         if start_step < 0:

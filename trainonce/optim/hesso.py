@@ -88,7 +88,7 @@ class HESSO(GroupSparseOptimizer):
                  start_step: int = 0, pruning_steps: int, periods: int = 10,
                  importance: Mapping[str, float] | None = None, group_divisible: int = 1,
                  target_params: float | None = None, target_flops: float | None = None, nonfinite: str = "raise") -> None:
-        super().__init__(base, space, nonfinite)
+        super().__init__(base, space, nonfinite=nonfinite)
         self.target_name, self.target = one_target(target_sparsity=target_sparsity, target_params=target_params,
                                                    target_flops=target_flops)
         if periods < 1:

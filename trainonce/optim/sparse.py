@@ -103,8 +103,8 @@ class GroupSparseOptimizer(WrappedOptimizer):
     # only optimizers that select through ``space.erasing`` may drive them.
     supports_erasing = False
 
-    def __init__(self, base: Optimizer, space: SearchSpace, nonfinite: str = "raise") -> None:
-        super().__init__(base, nonfinite)
+    def __init__(self, base: Optimizer, space: SearchSpace, *, nonfinite: str = "raise") -> None:
+        super().__init__(base, nonfinite=nonfinite)
         if not isinstance(space, SearchSpace):
             raise TrainonceError(f"space must come from trainonce.analyze(model, inputs), got {type(space).__name__}")
         if space.erasing is not None and not self.supports_erasing:

@@ -40,7 +40,7 @@ class WrappedOptimizer(Optimizer):
     STATE_KEY = "trainonce"
     _step_supports_amp_scaling = True  # GradScaler hands found_inf / grad_scale to step() instead of skipping it
 
-    def __init__(self, base: Optimizer, nonfinite: str = "raise") -> None:
+    def __init__(self, base: Optimizer, *, nonfinite: str = "raise") -> None:
         if not isinstance(base, Optimizer):
             raise TrainonceError(f"base must be a torch.optim.Optimizer (e.g. torch.optim.SGD(model.parameters(), lr=0.1)), got {type(base).__name__}")
         if isinstance(base, WrappedOptimizer):
