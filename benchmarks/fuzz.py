@@ -48,6 +48,7 @@ def fuzz(mode: str, cases: int, seed: int) -> dict[str, Any]:
     stages: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     failures: list[dict[str, str]] = []
+    refusals: list[dict[str, str]] = []
     distinct: set[str] = set()
     began = time.perf_counter()
 
@@ -61,7 +62,10 @@ def fuzz(mode: str, cases: int, seed: int) -> dict[str, Any]:
         tally[outcome.kind] += 1
         if outcome.kind == "refused":
             stages[outcome.stage] += 1
-            reasons[_reason(outcome.detail)] += 1
+            reason = _reason(outcome.detail)
+            reasons[reason] += 1
+            if reasons[reason] <= 3:  # a few whole messages and specs per kind, to look into
+                refusals.append({"stage": outcome.stage, "detail": outcome.detail, "spec": repr(spec)})
         if outcome.failed:
             failures.append({"kind": outcome.kind, "stage": outcome.stage, "detail": outcome.detail, "spec": repr(spec)})
 
@@ -72,7 +76,8 @@ def fuzz(mode: str, cases: int, seed: int) -> dict[str, Any]:
         "mode": mode, "cases": total, "distinct": len(distinct), "seconds": time.perf_counter() - began,
         "tally": {kind: tally[kind] for kind in KINDS},
         "construct_error_share": stages["construct"] / removable if removable else 0.0,
-        "refused_by_stage": dict(stages), "top_refusals": reasons.most_common(8), "failures": failures,
+        "refused_by_stage": dict(stages), "top_refusals": reasons.most_common(8), "refusal_examples": refusals,
+        "failures": failures,
     }
 
 

@@ -329,3 +329,31 @@ def test_erase_mode_refuses_a_program_that_is_not_the_model() -> None:
     model = AliasWrite().eval()
     with pytest.raises(CaptureError, match="does not reproduce"):
         trainonce.analyze(model, torch.randn(2, 4), mode="erase")
+
+
+class FunctionalGroupNorm(nn.Module):
+    """A group normalisation whose count is a literal in the code (no num_groups attribute)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(4, 12), nn.Linear(12, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.group_norm(self.fc(x), 3))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_groups_prune_with_or_without_affine_parameters(affine: bool) -> None:
+    model = nn.Sequential(nn.Linear(4, 12), nn.GroupNorm(3, 12, affine=affine), nn.Linear(12, 2))
+    x = torch.randn(2, 4)
+    space, compact = prune_half(model, x)
+    assert {g.size for g in space.prunable_groups} == {3}  # whole groups of 4 channels
+    assert compact[1].num_groups * 4 == compact[1].num_channels == compact[0].out_features < 12
+    exact_on_unseen_inputs(model, compact, x)
+
+
+def test_a_group_count_written_in_the_code_freezes_its_groups() -> None:
+    model, x = FunctionalGroupNorm().eval(), torch.randn(2, 4)
+    space = trainonce.analyze(model, x)
+    assert space.num_prunable == 0
+    assert any("not a num_groups attribute" in reason for reason in frozen_reasons(space, "fc"))

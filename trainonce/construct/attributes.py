@@ -38,8 +38,6 @@ def update_widths(compact: nn.Module, p: Propagation, kept: Kept, layouts: dict[
         owner, _, leaf = name.rpartition(".")
         by_module.setdefault(owner, {})[leaf] = shapes
     conv_groups = {name.rpartition(".")[0]: record for record in p.convs for name in record.weight.fqns}
-    norm_groups = {name.rpartition(".")[0]: record for record in p.group_norms if record.weight is not None
-                   for name in record.weight.fqns}
     for path, tensors in by_module.items():
         module = modules.get(path)
         if module is None:
@@ -51,11 +49,14 @@ def update_widths(compact: nn.Module, p: Propagation, kept: Kept, layouts: dict[
             groups = record.groups if record.group_layout is None else kept_size(p.atoms.normalize(record.group_layout), kept)
             _conv_widths(module, groups, record.transposed)
             handled |= {"in_channels", "out_channels", "groups"}
-        if path in norm_groups:
-            record_gn = norm_groups[path]
-            if hasattr(module, "num_groups"):
-                handled |= _set(module, num_groups=kept_size(p.atoms.normalize(record_gn.group_layout), kept))
+        if any(record.module == path for record in p.group_norms):
+            handled |= {"num_groups", "num_channels"}  # set below, with or without affine tensors
         _matching_ints(module, tensors, handled)
+    for record_gn in p.group_norms:  # an affine-free GroupNorm has no tensor to notice it by
+        module = modules.get(record_gn.module)
+        groups = kept_size(p.atoms.normalize(record_gn.group_layout), kept)
+        if module is not None and groups != record_gn.num_groups:
+            _set(module, num_groups=groups, **({"num_channels": groups * record_gn.width} if hasattr(module, "num_channels") else {}))
     for atom_id, names in head_atoms.items():
         mask = kept.get(atom_id)
         if mask is None:

@@ -55,8 +55,11 @@ class ConvRecord:
 
 @dataclass
 class GroupNormRecord:
-    weight: Value | None
+    """What construction needs to rewrite a GroupNorm module's ``num_groups`` (affine or not)."""
+
+    module: str  # path of the module that ran the op
     num_groups: int
+    width: int  # channels per group (that digit is frozen)
     group_layout: Layout
 
 

@@ -14,6 +14,7 @@ from trainonce.graph.capture import capture, capture_for_surgery
 from trainonce.graph.inputs import ExampleInputs
 from trainonce.graph.ir import Graph
 from trainonce.groups.atoms import Layout
+from trainonce.groups.counts import freeze_fixed_counts
 from trainonce.groups.propagate import Propagation, propagate
 from trainonce.groups.space import NodeGroup, build_node_groups, normalized_tensor_layouts
 
@@ -195,6 +196,7 @@ def analyze(model: nn.Module, example_inputs: Any, mode: str = "prune", exclude:
         return _erasing_space(model, inputs, graph, propagate(graph, exclude), program, dynamic, exclude, probe)
     graph, _ = capture(model, inputs)
     propagation = propagate(graph, exclude)
+    freeze_fixed_counts(model, propagation)
     groups, layouts = build_node_groups(propagation, head_mode)
     space = SearchSpace(model, inputs, graph, propagation, groups, layouts)
     if probe:

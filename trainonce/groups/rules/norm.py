@@ -65,7 +65,7 @@ def group_norm(p: Propagation, node: Node) -> None:
             p.freeze(inner, f"channels normalised together inside one group of {node.where}")
         else:
             group_layout = channels
-        p.group_norms.append(GroupNormRecord(weight if isinstance(weight, Value) else None, groups, group_layout))
+        p.group_norms.append(GroupNormRecord(node.module, groups, width, group_layout))
         _per_channel(p, node, x, [weight, bias])
         for d in range(2, x.ndim):
             p.freeze(p.dim(x, d), f"normalised over by {node.where}")
