@@ -357,3 +357,16 @@ def test_a_group_count_written_in_the_code_freezes_its_groups() -> None:
     space = trainonce.analyze(model, x)
     assert space.num_prunable == 0
     assert any("not a num_groups attribute" in reason for reason in frozen_reasons(space, "fc"))
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch_without_running_stats"])
+def test_positions_normalised_by_input_statistics_are_frozen(norm: str) -> None:
+    """InstanceNorm1d over (batch, 2, features): the Linear's features are its normalised-over positions."""
+    layer = nn.InstanceNorm1d(2, affine=True) if norm == "instance" else nn.BatchNorm1d(2, track_running_stats=False)
+    model = nn.Sequential(nn.Linear(5, 4), layer, nn.Flatten(), nn.Linear(8, 2)).eval()
+    x = torch.randn(3, 2, 5)
+    space = trainonce.analyze(model, x)
+    assert any("statistics of the input itself" in reason for reason in frozen_reasons(space, "0"))
+    if space.num_prunable:
+        space.zero_random(0.5, seed=0)
+        exact_on_unseen_inputs(model, space.construct(), x)

@@ -46,9 +46,15 @@ def batch_norm(p: Propagation, node: Node) -> None:
     weight, bias = node.args.get("weight"), node.args.get("bias")
     stats = [node.args.get("running_mean"), node.args.get("running_var")]
     _per_channel(p, node, x, [weight, bias, *stats])
+    # Statistics of the input itself (instance norm, batch norm without running statistics or in
+    # training mode) are taken over every other position: those dims are normalised over.
+    input_stats = bool(node.args.get("use_input_stats", True)) if node.packet == "instance_norm" else \
+        bool(node.args.get("training", False))
+    if input_stats:
+        for d in [0, *range(2, x.ndim)]:
+            p.freeze(p.dim(x, d), f"normalised over by {node.where} (statistics of the input itself)")
     # Without affine weights a zero channel stays zero only with batch (instance) statistics.
-    uses_batch_stats = node.packet == "instance_norm" and node.args.get("use_input_stats", True)
-    _copy_to_outputs(p, node, x, _affine_zero(p, weight, bias, uses_batch_stats and p.is_zero(x, 1)))
+    _copy_to_outputs(p, node, x, _affine_zero(p, weight, bias, input_stats and p.is_zero(x, 1)))
 
 
 @rule("group_norm", "native_group_norm")
